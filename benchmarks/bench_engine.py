@@ -35,7 +35,7 @@ import torch
 from er_env.backends.base import SamplingConfig
 from er_env.backends.hf import HFBackend
 from er_env.budget import Budget
-from er_env.tiny_model import build_tiny_model
+from er_tools.tiny_model import build_tiny_model
 
 SECTION = "## Budget engine"
 

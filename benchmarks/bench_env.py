@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory()
     model_dir = Path(args.model) if args.model else Path(tmp.name) / "tiny"
     if not (model_dir / "config.json").is_file():
-        from er_env.tiny_model import build_tiny_model
+        from er_tools.tiny_model import build_tiny_model
 
         build_tiny_model(model_dir)
 

@@ -33,7 +33,7 @@ from er_env.backends.base import SamplingConfig
 from er_env.backends.hf import HFBackend
 from er_env.backends.openai import OpenAIBackend
 from er_env.budget import Budget
-from er_env.tiny_model import build_tiny_model, tiny_prompts
+from er_tools.tiny_model import build_tiny_model, tiny_prompts
 
 SECTION = "## OpenAI-server backend"
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def start_server(model_dir: Path) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "er_env.cli", "serve", "--model", str(model_dir), "--port", str(port),
+    cmd = [sys.executable, "-m", "er_cli", "serve", "--model", str(model_dir), "--port", str(port),
            "--served-model-name", "tiny", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

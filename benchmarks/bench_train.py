@@ -100,7 +100,7 @@ def main() -> None:
     import torch
 
     from er_env.data import load_problems
-    from er_env.tiny_model import build_tiny_model
+    from er_tools.tiny_model import build_tiny_model
 
     torch.set_num_threads(2)
     problems = load_problems("embedded:math", limit=4)

@@ -62,7 +62,7 @@ def docker_engine() -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny model written once per test session by ``er tiny-model``'s library call."""
-    from er_env.tiny_model import build_tiny_model
+    from er_tools.tiny_model import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out)

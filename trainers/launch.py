@@ -80,7 +80,7 @@ def resolve_model(cfg: ERTrainConfig, build: bool = False) -> tuple[str, str]:
             return str(path), f"tiny test model at {path} (already built)"
         if not build:
             return str(path), f"tiny test model, built at {path} when training starts (~1 min on CPU)"
-        from er_env.tiny_model import build_tiny_model
+        from er_tools.tiny_model import build_tiny_model
 
         return str(build_tiny_model(path)), f"tiny test model built at {path}"
     path = Path(cfg.model).expanduser()
@@ -191,7 +191,7 @@ def _accelerate_command(cfg: ERTrainConfig, recipe: str | None, extra_argv: Sequ
     if not Path(cfg.accelerate_config).is_file():
         raise ConfigError(f"accelerate_config {cfg.accelerate_config!r} does not exist.")
     cmd = ["accelerate", "launch", "--config_file", cfg.accelerate_config, "--num_processes", str(cfg.num_processes),
-           "-m", "er_env.cli", "train"]
+           "-m", "er_cli", "train"]
     return cmd + (["--config", recipe] if recipe else []) + list(extra_argv)
 
 

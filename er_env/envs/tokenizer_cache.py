@@ -1,7 +1,7 @@
 """Tokenizer resolution for the environments: a path, an object, or the default tiny one.
 
 The default (``tokenizer=None``) is the tokenizer of the project's tiny R1-style model
-(``er_env.tiny_model``), built once into ``$ER_CACHE_DIR/tiny-model`` (default
+(``er_tools.tiny_model``), built once into ``$ER_CACHE_DIR/tiny-model`` (default
 ``~/.cache/er_env/tiny-model``) and reused afterwards. Loaded tokenizers are cached per
 path, so ``gym.make_vec`` and ``check_env`` (which re-make the environment) load each
 one once per process. ``transformers`` is imported only here, lazily.
@@ -32,7 +32,7 @@ def default_tiny_model_dir(build: bool = True) -> Path:
     if not (path / "tokenizer_config.json").is_file() or not (path / "config.json").is_file():
         if not build:
             raise FileNotFoundError(f"No tiny model at {path}; run `er tiny-model --out {path}`.")
-        from er_env.tiny_model import build_tiny_model
+        from er_tools.tiny_model import build_tiny_model
 
         build_tiny_model(path)
     return path

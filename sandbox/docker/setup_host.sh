@@ -13,7 +13,8 @@
 #
 # Exits non-zero, naming the failed step, whenever Docker cannot be made to work: tests that need Docker
 # fail under CI=true instead of skipping, and this script fails first with the real reason.
-# Env: ER_SANDBOX_BASE_IMAGE (default er-sandbox-base:local), ER_SKIP_GATEWAY_IMAGE=1 to skip step 5's gateway.
+# Env: ER_SANDBOX_BASE_IMAGE (default er-sandbox-base:local), ER_SKIP_GATEWAY_IMAGE=1 to skip step 5's gateway,
+# ER_SETUP_PLAN_ONLY=1 to print step 1's missing packages ("missing: docker.io debootstrap") and change nothing.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,10 +28,19 @@ die() { echo "setup_host.sh: FAILED: $*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
   die "need root for: $* (re-run as root)"; fi; }
 
-# 1. packages
+# 1. packages. Key on the engine, not the client: a fresh machine can ship a Docker *client*
+# (/usr/local/bin/docker) with no engine behind it. An engine counts as present when one already
+# answers (`docker info`) or when the `dockerd` binary is installed (step 2 starts it).
 missing=()
-command -v docker >/dev/null || missing+=(docker.io)
+if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; } && ! command -v dockerd >/dev/null; then
+  missing+=(docker.io)
+fi
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [ "${ER_SETUP_PLAN_ONLY:-0}" = "1" ]; then
+  # Dry run for tests and for users: print what step 1 would install, change nothing.
+  echo "missing: ${missing[*]:-}"
+  exit 0
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing ${missing[*]}"
   command -v apt-get >/dev/null || die "apt-get not found; install Docker and debootstrap by hand (https://docs.docker.com/engine/install/)"

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_multi_dir(tmp_path_factory) -> Path:
     """Build the tiny model with ``</think>`` spelled by several BPE tokens (briefly trained)."""
-    from er_env.tiny_model import build_tiny_model
+    from er_tools.tiny_model import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny-model-multi")
     return build_tiny_model(out, think_end_single_token=False, train_steps=60)
@@ -26,7 +26,7 @@ def backend(tiny_model_dir):
 @pytest.fixture(scope="session")
 def prompts(backend) -> list[list[int]]:
     """Chat-formatted prompts of different lengths (math and code)."""
-    from er_env.tiny_model import tiny_prompts
+    from er_tools.tiny_model import tiny_prompts
 
     return [backend.chat_prompt(q) for q in tiny_prompts(4)]
 

@@ -215,7 +215,7 @@ def test_model_failure_is_backend_error(backend, prompts, monkeypatch):
 def test_generate_cli_prints_budgeted_json(tiny_model_dir, backend, capsys):
     import json
 
-    from er_env.cli import main
+    from er_cli import main
 
     args = ["generate", "--model", str(tiny_model_dir), "--prompt", "What is 3 + 4?", "--think", "6", "--solution", "5",
             "--device", "cpu"]

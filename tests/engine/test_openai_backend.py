@@ -48,9 +48,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) ->
 
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir):
-    """`python -m er_env.cli serve` on a free localhost port, for the whole module."""
+    """`python -m er_cli serve` on a free localhost port, for the whole module."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "er_env.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
+    cmd = [sys.executable, "-m", "er_cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
            "--served-model-name", MODEL, "--log-level", "warning"]
     repo = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible server (er_env.serving) in-process, and the `er serve` CLI."""
+"""The OpenAI-compatible server (er_tools.serving) in-process, and the `er serve` CLI."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ NAME = "tiny"
 
 @pytest.fixture(scope="module")
 def generator(tiny_model_dir):
-    from er_env.serving.openai_server import load_generator
+    from er_tools.serving.openai_server import load_generator
 
     return load_generator(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
 def client(generator):
-    from er_env.serving.openai_server import create_app
+    from er_tools.serving.openai_server import create_app
 
     return TestClient(create_app(generator, model_name=NAME))
 
@@ -132,7 +132,7 @@ def test_bad_requests_are_4xx_with_reason(client, body, status, needle):
 
 
 def test_generation_failure_is_500(generator, monkeypatch):
-    from er_env.serving.openai_server import create_app
+    from er_tools.serving.openai_server import create_app
 
     app_client = TestClient(create_app(generator, model_name=NAME))
     monkeypatch.setattr(generator, "_decode", lambda *a: (_ for _ in ()).throw(RuntimeError("kernel died")))
@@ -142,8 +142,8 @@ def test_generation_failure_is_500(generator, monkeypatch):
 
 # ---------------------------------------------------------------------- CLI
 def test_cli_flags_defaults_and_env(monkeypatch):
-    from er_env.cli import build_parser, dataclass_from_args
-    from er_env.cli.serve import ServeConfig
+    from er_cli import build_parser, dataclass_from_args
+    from er_cli.serve import ServeConfig
 
     ns = build_parser().parse_args(["serve", "--model", "/m"])
     cfg = dataclass_from_args(ServeConfig, ns)

@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from er_env.budget import SpecialTokens
-from er_env.tiny_model import (
+from er_tools.tiny_model import (
     ASSISTANT,
     BOS,
     EOS,
@@ -70,7 +70,7 @@ def test_same_seed_same_weights_and_config_errors(tmp_path):
 
 
 def test_cli_builds_model(tmp_path, capsys):
-    from er_env.cli import main
+    from er_cli import main
 
     out = tmp_path / "cli-model"
     assert main(["tiny-model", "--out", str(out), "--train-steps", "0", "--hidden-size", "32"]) == 0

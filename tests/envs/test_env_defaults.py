@@ -12,7 +12,7 @@ from er_env.envs import tokenizer_cache
 
 
 def test_default_tokenizer_is_built_once_into_the_cache(tiny_model_dir, tmp_path, monkeypatch):
-    import er_env.tiny_model as tiny_model
+    import er_tools.tiny_model as tiny_model
 
     builds = []
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from er_env.cli import build_parser
-from er_env.demo import DemoConfig, parse_budgets, run_demo
+from er_cli import build_parser
+from er_tools.demo import DemoConfig, parse_budgets, run_demo
 
 
 def test_parse_budgets():
@@ -57,9 +57,9 @@ def test_demo_runs_math_and_code_under_each_budget(tiny_model_dir, tmp_path):
 def test_demo_model_targets_are_graded_correct():
     """The demo model's training completions earn reward 1 from the real graders."""
     from er_env.data import load_problems
-    from er_env.demo_model import demo_completion, demo_documents
+    from er_tools.demo_model import demo_completion, demo_documents
     from er_env.rollout import RewardRouter
-    from er_env.tiny_model import EOS
+    from er_tools.tiny_model import EOS
 
     problems = load_problems("embedded:math") + load_problems("embedded:code")
     results = RewardRouter(None, None)(problems, [demo_completion(p) for p in problems])
@@ -74,7 +74,7 @@ def test_demo_model_earns_rewards_and_budget_cuts_reasoning(tmp_path):
     from rich.console import Console
 
     from er_env.data import load_problems
-    from er_env.demo_model import build_demo_model, is_demo_model
+    from er_tools.demo_model import build_demo_model, is_demo_model
 
     problems = load_problems("embedded:math", limit=3) + load_problems("embedded:code", limit=2)
     model = build_demo_model(tmp_path / "model", problems=problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from er_env.cli import main
+from er_cli import main
 
 
 def run(capsys, *argv):

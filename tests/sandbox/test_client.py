@@ -279,7 +279,7 @@ def test_client_settings_are_checked():
 
 # ---------------------------------------------------------------------------- er sandbox (CLI)
 def test_cli_judge_in_process_and_over_http(server, tmp_path, capsys):
-    from er_env.cli import main
+    from er_cli import main
 
     problem = tmp_path / "problem.json"
     problem.write_text(json.dumps({"id": "t/1", "task": "code", "question": "double", "tests": DOUBLE}))
@@ -336,7 +336,7 @@ def test_er_sandbox_serve_command(tmp_path):
     port = free_port()
     env = dict(os.environ, ER_SANDBOX_PORT=str(port), ER_SANDBOX_MATH_WORKERS="1",
                PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    argv = [sys.executable, "-m", "er_env.cli", "sandbox", "serve", "--judge-workers", "1", "--log-level", "warning",
+    argv = [sys.executable, "-m", "er_cli", "sandbox", "serve", "--judge-workers", "1", "--log-level", "warning",
             "--isolation-options", '{"workers": 1, "base_uid": 63700}']
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from er_env.cli import main
+from er_cli import main
 from trainers.config import RECIPES_DIR, ConfigError, ERTrainConfig, load_recipe
 from trainers.launch import format_plan, make_plan
 

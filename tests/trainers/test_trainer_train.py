@@ -75,7 +75,7 @@ def test_grpo_trains_on_budgeted_rollouts(tiny_model_dir, math_problems, make_gr
 
 @pytest.mark.slow
 def test_er_train_cli_runs_the_tiny_recipe(tiny_model_dir, tmp_path, capsys):
-    from er_env.cli import main
+    from er_cli import main
 
     rc = main(["train", "--config", "tiny_cpu", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path),
                "--grpo", "{max_steps: 1, disable_tqdm: true}"])

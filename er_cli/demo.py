@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from er_env.cli import add_dataclass_args, dataclass_from_args
+from er_cli import add_dataclass_args, dataclass_from_args
 
 __all__ = ["register"]
 
 
 def _run(ns: argparse.Namespace) -> int:
-    from er_env.demo import DemoConfig, run_demo
+    from er_tools.demo import DemoConfig, run_demo
 
     run_demo(dataclass_from_args(DemoConfig, ns))
     return 0
@@ -18,7 +18,7 @@ def _run(ns: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
-    from er_env.demo import DemoConfig  # stdlib-light: er_env.demo imports nothing heavy at module level
+    from er_tools.demo import DemoConfig  # stdlib-light: er_tools.demo imports nothing heavy at module level
 
     parser = subparsers.add_parser(
         "demo", help="Run Math and Code episodes on the tiny model under several budgets.",

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from er_env.cli import add_dataclass_args, dataclass_from_args
+from er_cli import add_dataclass_args, dataclass_from_args
 
 __all__ = ["ServeConfig", "register"]
 
@@ -75,7 +75,7 @@ def _env_defaults() -> dict[str, Any]:
 def _run(ns: argparse.Namespace) -> int:
     import uvicorn
 
-    from er_env.serving.openai_server import create_app, load_generator
+    from er_tools.serving.openai_server import create_app, load_generator
 
     cfg = dataclass_from_args(ServeConfig, ns)
     generator = load_generator(cfg.model, device=cfg.device, dtype=cfg.dtype)

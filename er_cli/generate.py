@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 
-from er_env.cli import add_dataclass_args
+from er_cli import add_dataclass_args
 
 
 @dataclass
@@ -89,7 +89,7 @@ def _make_backend(cfg: GenerateConfig):
 def _run(ns: argparse.Namespace) -> int:
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
-    from er_env.cli import dataclass_from_args
+    from er_cli import dataclass_from_args
 
     cfg = dataclass_from_args(GenerateConfig, ns)
     if cfg.think is None:

@@ -1,6 +1,6 @@
 """The end-to-end demo: tiny model, Math and Code episodes under several budgets, local rewards.
 
-:func:`run_demo` builds the demo's tiny R1-style model (``er_env.demo_model``: the
+:func:`run_demo` builds the demo's tiny R1-style model (``er_tools.demo_model``: the
 tiny model also trained, for about a minute of CPU, on the embedded problems' own
 rendered prompts and gold completions; cached in the output directory), loads the
 embedded problem set, and for each ``(t, s)`` budget runs every problem through
@@ -11,7 +11,7 @@ thinking tokens, solution tokens and the forced-cut rate (share of episodes whos
 ``</think>`` the environment had to force). CPU only; no downloads.
 
 Example:
-    >>> from er_env.demo import DemoConfig, run_demo  # doctest: +SKIP
+    >>> from er_tools.demo import DemoConfig, run_demo  # doctest: +SKIP
     >>> run_demo(DemoConfig(out="runs/demo", budgets="16:16,48:32"))  # doctest: +SKIP
 """
 
@@ -144,7 +144,7 @@ def _model_dir(cfg: DemoConfig, console: Any) -> Path:
     if cfg.model:
         return Path(cfg.model)
     path = Path(cfg.out) / "tiny-model"
-    from er_env.demo_model import build_demo_model, is_demo_model
+    from er_tools.demo_model import build_demo_model, is_demo_model
 
     if not is_demo_model(path):
         console.print(f"Building the demo's tiny model in {path}, trained on the embedded problems "

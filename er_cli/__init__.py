@@ -1,6 +1,6 @@
 """The ``er`` command line: thin subcommands over library calls.
 
-Each subcommand lives in its own module under ``er_env.cli`` and exposes
+Each subcommand lives in its own module under ``er_cli`` and exposes
 ``register(subparsers)``; heavy imports happen inside the handlers, so ``er --help``
 is fast. Flags are generated from config dataclasses (:func:`add_dataclass_args`).
 """
@@ -72,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"er_env.cli.{name}")
+            module = importlib.import_module(f"er_cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"er_env.cli.{name}":
+            if exc.name == f"er_cli.{name}":
                 continue
             raise
         module.register(sub)

@@ -16,7 +16,7 @@ reasoning model: ``AutoModelForCausalLM`` / ``AutoTokenizer`` (and vLLM) load th
 directory like any hub checkpoint.
 
 Example:
-    >>> from er_env.tiny_model import build_tiny_model  # doctest: +SKIP
+    >>> from er_tools.tiny_model import build_tiny_model  # doctest: +SKIP
     >>> path = build_tiny_model("/tmp/tiny-r1")  # doctest: +SKIP
 
 """

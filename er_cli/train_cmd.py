@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from er_env.cli import add_dataclass_args
+from er_cli import add_dataclass_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

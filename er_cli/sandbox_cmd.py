@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from er_env.cli import add_dataclass_args, dataclass_from_args
+from er_cli import add_dataclass_args, dataclass_from_args
 
 __all__ = ["register", "load_spec"]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from er_env.cli import add_dataclass_args
+from er_cli import add_dataclass_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``tiny-model`` subcommand."""
-    from er_env.tiny_model import TinyModelConfig
+    from er_tools.tiny_model import TinyModelConfig
 
     parser = subparsers.add_parser(
         "tiny-model",
@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(ns: argparse.Namespace) -> int:
-    from er_env.cli import dataclass_from_args
-    from er_env.tiny_model import TinyModelConfig, build_tiny_model
+    from er_cli import dataclass_from_args
+    from er_tools.tiny_model import TinyModelConfig, build_tiny_model
 
     path = build_tiny_model(
         ns.out, seed=ns.seed, think_end_single_token=not ns.multi_token_think_end,

@@ -7,7 +7,7 @@ Endpoints:
   ``seed``, ``stop_token_ids``, ``stop``, ``logprobs``, ``return_token_ids``,
   ``return_tokens_as_token_ids``, ``thinking_token_budget``; ``n=1`` only, no
   streaming, no echo. Generation semantics are vLLM's (see
-  :mod:`er_env.serving.generation`). With ``logprobs``, ``top_logprobs`` holds only
+  :mod:`er_tools.serving.generation`). With ``logprobs``, ``top_logprobs`` holds only
   the sampled token (alternatives are not computed).
 - ``GET /v1/models``: the one served model, with ``max_model_len``.
 - ``GET /health``: 200 once the model is loaded.
@@ -17,7 +17,7 @@ Bad requests get 400 (404 for an unknown model name) with an OpenAI-style
 Requests are served one at a time (CPU development server).
 
 Example:
-    >>> from er_env.serving.openai_server import create_app, load_generator  # doctest: +SKIP
+    >>> from er_tools.serving.openai_server import create_app, load_generator  # doctest: +SKIP
     >>> app = create_app(load_generator("/tmp/tiny-r1"), model_name="tiny")  # doctest: +SKIP
 
 """
@@ -30,8 +30,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from er_env.serving.generation import GenerationParams, GenerationResult, TransformersGenerator
-from er_env.serving.protocol import (
+from er_tools.serving.generation import GenerationParams, GenerationResult, TransformersGenerator
+from er_tools.serving.protocol import (
     CompletionChoice,
     CompletionLogprobs,
     CompletionRequest,

@@ -1,5 +1,5 @@
 import sys
 
-from er_env.cli import main
+from er_cli import main
 
 sys.exit(main())

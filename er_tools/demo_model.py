@@ -3,7 +3,7 @@ r"""The demo's tiny model: the tiny R1-style model, also trained on the embedded
 ``er demo`` needs a model that sometimes earns a reward, so that its tables show graded
 successes and how reward and length move with the budget. A model trained for seconds
 on CPU cannot solve anything, so :func:`build_demo_model` trains the tiny model of
-:mod:`er_env.tiny_model` on R1-style documents made from the embedded problems
+:mod:`er_tools.tiny_model` on R1-style documents made from the embedded problems
 themselves (:func:`demo_documents`): the exact chat-templated prompt the rollout
 renders, a short restating "reasoning" of varying length, ``</think>``, and the gold
 answer in ``\boxed{}`` (math) or the problem's reference solution in a fenced Python
@@ -11,7 +11,7 @@ block (code), then EOS. The model memorises these; its rewards demonstrate the
 pipeline (templates, budget forcing, graders), not generalisation.
 
 Example:
-    >>> from er_env.demo_model import build_demo_model  # doctest: +SKIP
+    >>> from er_tools.demo_model import build_demo_model  # doctest: +SKIP
     >>> build_demo_model("runs/demo/tiny-model")  # doctest: +SKIP
 
 """
@@ -24,14 +24,14 @@ from typing import Any, Sequence
 
 from er_env.data.schema import Problem
 from er_env.data.templates import render_prompt
-from er_env.tiny_model import BOS, CHAT_TEMPLATE, EOS, THINK_END, build_tiny_model
+from er_tools.tiny_model import BOS, CHAT_TEMPLATE, EOS, THINK_END, build_tiny_model
 
 __all__ = ["DEMO_MODEL_VERSION", "DEMO_MODEL_SETTINGS", "build_demo_model", "demo_completion", "demo_documents",
            "is_demo_model"]
 
 #: bump when the documents or settings change, so cached demo models are rebuilt
 DEMO_MODEL_VERSION = 1
-#: :class:`~er_env.tiny_model.TinyModelConfig` overrides for the demo model
+#: :class:`~er_tools.tiny_model.TinyModelConfig` overrides for the demo model
 DEMO_MODEL_SETTINGS: dict[str, Any] = {
     "hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "vocab_size": 512, "corpus_size": 0, "train_steps": 300, "batch_size": 8,

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from er_env.cli import add_dataclass_args, dataclass_from_args
+from er_cli import add_dataclass_args, dataclass_from_args
 
 __all__ = ["register"]
 
