@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from er_env.budget import Budget, BudgetedCompletion, SpecialTokens
 from er_env.data.schema import Problem
 from er_env.data.templates import render_prompt
-from er_env.rewards.base import RewardError, RewardResult
+from er_env.rewards.base import ERROR_REWARD, RewardError, RewardResult, check_on_reward_error, error_result
 
 __all__ = [
     "EpisodeRecord",
@@ -41,7 +41,6 @@ __all__ = [
     "write_jsonl",
 ]
 
-ON_REWARD_ERROR = ("record", "raise")
 
 
 def decode_completion(tokenizer: Any, completion_ids: Sequence[int], eos_ids: Iterable[int] = ()) -> str:
@@ -106,8 +105,7 @@ class RewardRouter:
     """
 
     def __init__(self, reward_fn: Any = None, endpoint: str | None = None, on_reward_error: str = "record") -> None:
-        if on_reward_error not in ON_REWARD_ERROR:
-            raise ValueError(f"on_reward_error must be one of {ON_REWARD_ERROR}, got {on_reward_error!r}.")
+        check_on_reward_error(on_reward_error, "RewardRouter")
         self._fn = reward_fn
         self._endpoint = endpoint
         self.on_reward_error = on_reward_error
@@ -148,11 +146,10 @@ class RewardRouter:
             batch_p, batch_c = [problems[i] for i in idx], [completions[i] for i in idx]
             try:
                 got = list(fn(batch_p, batch_c))
-            except Exception as exc:  # the grader itself failed: an explicit error verdict, never a 0
+            except RewardError as exc:  # the documented "no verdict" signal; any other exception is a bug
                 if self.on_reward_error == "raise":
                     raise
-                error = {"error": f"{type(exc).__name__}: {exc}"}
-                got = [RewardResult(math.nan, "internal_error", True, error) for _ in idx]
+                got = [error_result(f"{type(exc).__name__}: {exc}", kind=type(exc).__name__) for _ in idx]
             if len(got) != len(idx):
                 raise RewardError(
                     f"Reward function for {task!r} returned {len(got)} results for {len(idx)} completions."
@@ -242,7 +239,7 @@ def make_record(problem: Problem, sample_index: int, prompt_text: str, completio
     """Build an :class:`EpisodeRecord` (``reward`` is ``nan`` for grader errors)."""
     return EpisodeRecord(
         problem_id=problem.id, task=problem.task, sample_index=sample_index, prompt_text=prompt_text,
-        completion=completion, completion_text=text, reward=math.nan if result.is_error else float(result.reward),
+        completion=completion, completion_text=text, reward=ERROR_REWARD if result.is_error else float(result.reward),
         verdict=result.verdict, is_error=bool(result.is_error), reward_details=dict(result.details), budget=budget,
     )
 

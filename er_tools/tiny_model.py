@@ -36,6 +36,7 @@ __all__ = [
     "ASSISTANT",
     "THINK_START",
     "THINK_END",
+    "build_tiny_tokenizer",
     "CHAT_TEMPLATE",
     "TinyModelConfig",
     "build_tiny_model",
@@ -232,6 +233,36 @@ def _train(model: Any, tokenizer: Any, corpus: list[str], cfg: TinyModelConfig, 
     model.eval()
 
 
+def _checked_tokenizer(corpus: list[str], cfg: TinyModelConfig, think_end_single_token: bool) -> Any:
+    if not corpus:
+        raise ValueError("No training texts: set corpus_size > 0 or pass extra_documents.")
+    tokenizer = _build_tokenizer(corpus, cfg.vocab_size, think_end_single_token, cfg.max_position_embeddings)
+    n_end = len(tokenizer.encode(THINK_END, add_special_tokens=False))
+    if (n_end == 1) != think_end_single_token:
+        raise RuntimeError(f"{THINK_END!r} encodes to {n_end} tokens; expected single={think_end_single_token}.")
+    return tokenizer
+
+
+def build_tiny_tokenizer(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """Write only the tiny model's tokenizer (the default corpus and sizes) to ``out_dir``.
+
+    This is the tokenizer ``er_env`` ships as its bundled default
+    (``er_env/envs/tiny_tokenizer``); ``tests/envs/test_env_defaults.py`` checks the
+    shipped files equal a fresh build.
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`, loadable with ``AutoTokenizer.from_pretrained``.
+
+    """
+    cfg = TinyModelConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _checked_tokenizer(synthetic_corpus(cfg.corpus_size, seed=seed), cfg, True)
+    tokenizer.save_pretrained(out)
+    _patch_tokenizer_config(out / "tokenizer_config.json")
+    return out
+
+
 def build_tiny_model(
     out_dir: str | Path,
     *,
@@ -279,12 +310,7 @@ def build_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
 
     corpus = synthetic_corpus(cfg.corpus_size, seed=seed) + [str(doc) for doc in extra_documents]
-    if not corpus:
-        raise ValueError("No training texts: set corpus_size > 0 or pass extra_documents.")
-    tokenizer = _build_tokenizer(corpus, cfg.vocab_size, think_end_single_token, cfg.max_position_embeddings)
-    n_end = len(tokenizer.encode(THINK_END, add_special_tokens=False))
-    if (n_end == 1) != think_end_single_token:
-        raise RuntimeError(f"{THINK_END!r} encodes to {n_end} tokens; expected single={think_end_single_token}.")
+    tokenizer = _checked_tokenizer(corpus, cfg, think_end_single_token)
     model_config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,

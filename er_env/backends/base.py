@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from er_env.budget import Budget, BudgetedCompletion, SpecialTokens
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendError", "DependencyNotInstalled", "SamplingConfig", "load_backend", "merge_eos_ids",
+    "BACKENDS", "Backend", "BackendError", "DependencyNotInstalled", "SamplingConfig", "load_backend",
 ]
 
 
@@ -119,21 +119,6 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, GPU memory)."""
-
-
-def merge_eos_ids(*values: Any) -> list[int]:
-    """Distinct sorted ids from EOS settings that are an int, a list of ints or ``None``.
-
-    Engines stop on the tokenizer's ``eos_token_id`` and on every id in the model's
-    ``generation_config.eos_token_id``, so backends merge both.
-    """
-    ids: set[int] = set()
-    for value in values:
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(int(v) for v in value)
-    return sorted(ids)
 
 
 #: name -> "module:Class", resolved lazily so importing this module loads no backend

@@ -36,8 +36,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Sequence
 
-from er_env.backends.base import Backend, BackendError, DependencyNotInstalled, SamplingConfig, merge_eos_ids
-from er_env.budget import Budget, BudgetedCompletion, BudgetError, BudgetTracker, Phase, SpecialTokens
+from er_env.backends.base import Backend, BackendError, DependencyNotInstalled, SamplingConfig
+from er_env.budget import Budget, BudgetedCompletion, BudgetError, BudgetTracker, Phase
+from er_env.tokens import special_tokens
 
 try:  # lazy-import hint: this module is only imported when the backend is used
     import torch
@@ -125,9 +126,8 @@ class HFBackend(Backend):
         self.device = next(model.parameters()).device
         self.batch_size = batch_size
         self.reuse_kv_cache = bool(reuse_kv_cache)
-        if eos_ids is None:
-            eos_ids = merge_eos_ids(tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None))
-        self.special = SpecialTokens.from_tokenizer(tokenizer, think_end=think_end, eos_ids=eos_ids)
+        self.special = special_tokens(tokenizer, think_end=think_end, eos_ids=eos_ids,
+                                      generation_config=model.generation_config)
         self.context_length = context_length or getattr(model.config, "max_position_embeddings", None)
         self.vocab_size = int(model.get_input_embeddings().weight.shape[0])
         pad = tokenizer.pad_token_id

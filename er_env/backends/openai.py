@@ -41,8 +41,9 @@ from typing import Any, Sequence
 import httpx
 
 from er_env.backends.base import Backend, BackendError, SamplingConfig
-from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, default_eos_ids, token_id_prompts
-from er_env.budget import Budget, BudgetedCompletion, BudgetTracker, SpecialTokens
+from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, token_id_prompts
+from er_env.budget import Budget, BudgetedCompletion, BudgetTracker
+from er_env.tokens import load_tokenizer, special_tokens
 
 __all__ = ["OpenAIBackend"]
 
@@ -54,11 +55,7 @@ def _load_tokenizer(tokenizer: Any) -> Any:
         raise ValueError(
             "OpenAIBackend needs tokenizer=... (a HF tokenizer or its path): token ids, </think> and EOS come from it."
         )
-    if isinstance(tokenizer, str) or hasattr(tokenizer, "__fspath__"):
-        import transformers
-
-        return transformers.AutoTokenizer.from_pretrained(str(tokenizer))
-    return tokenizer
+    return load_tokenizer(tokenizer)
 
 
 class OpenAIBackend(Backend):
@@ -68,7 +65,8 @@ class OpenAIBackend(Backend):
         base_url: server root, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1``
             is accepted).
         model: the model id the server serves (``GET /v1/models``).
-        tokenizer: the model's HF tokenizer, or a path/name to load it from.
+        tokenizer: the model's HF tokenizer, or a local directory / hub name to load it from
+            (:func:`er_env.tokens.load_tokenizer`).
         api_key: sent as ``Authorization: Bearer ...`` when set.
         max_concurrency: most requests in flight at once.
         timeout_s: per-request timeout (connect, read and write).
@@ -118,9 +116,7 @@ class OpenAIBackend(Backend):
         self.max_retries = int(max_retries)
         self.retry_backoff_s = float(retry_backoff_s)
         self.think_end_text = think_end
-        if eos_ids is None:
-            eos_ids = default_eos_ids(self.tokenizer) or None
-        self.special = SpecialTokens.from_tokenizer(self.tokenizer, think_end=think_end, eos_ids=eos_ids)
+        self.special = special_tokens(self.tokenizer, think_end=think_end, eos_ids=eos_ids)
         self.context_length = context_length
         self._context_known = context_length is not None
         self._transport = transport

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
-from er_env.backends.base import BackendError, merge_eos_ids
+from er_env.backends.base import BackendError
 from er_env.budget import BudgetTracker, Phase
 
-__all__ = ["PhaseDriver", "PhaseOutput", "PhaseRequest", "default_eos_ids", "token_id_prompts"]
+__all__ = ["PhaseDriver", "PhaseOutput", "PhaseRequest", "token_id_prompts"]
 
 
 @dataclass(frozen=True)
@@ -72,31 +72,6 @@ class PhaseOutput:
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...] | None
     finish_reason: str | None
-
-
-def default_eos_ids(tokenizer: Any, model_path: str | None = None) -> list[int]:
-    """EOS ids of a model: the tokenizer's plus ``generation_config.json``'s, as engines stop on both.
-
-    Args:
-        tokenizer: a HF tokenizer (``eos_token_id``, ``name_or_path``).
-        model_path: where ``generation_config.json`` lives (default: the tokenizer's
-            ``name_or_path``); a missing or unreadable file adds nothing.
-
-    Returns:
-        Sorted distinct ids (empty if none is known).
-
-    """
-    value: Any = getattr(tokenizer, "eos_token_id", None)
-    path = model_path or getattr(tokenizer, "name_or_path", None)
-    extra: Any = None
-    if path:
-        try:
-            from transformers import GenerationConfig
-
-            extra = GenerationConfig.from_pretrained(path).eos_token_id
-        except Exception:  # no generation config (or not a local/hub model): the tokenizer's EOS only
-            extra = None
-    return merge_eos_ids(value, extra)
 
 
 def token_id_prompts(prompts: Sequence[Sequence[int]]) -> list[list[int]]:

@@ -50,8 +50,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from er_env.backends.base import Backend, BackendError, DependencyNotInstalled, SamplingConfig
-from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, default_eos_ids, token_id_prompts
-from er_env.budget import Budget, BudgetedCompletion, BudgetTracker, SpecialTokens
+from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, token_id_prompts
+from er_env.budget import Budget, BudgetedCompletion, BudgetTracker
+from er_env.tokens import special_tokens
 
 __all__ = ["VLLMBackend"]
 
@@ -150,11 +151,8 @@ class VLLMBackend(Backend):
         self.llm = model
         self.tokenizer = tokenizer if tokenizer is not None else model.get_tokenizer()
         self.think_end_text = think_end
-        if eos_ids is None:
-            eos_ids = default_eos_ids(self.tokenizer, model_path) or None
-        self.special = SpecialTokens.from_tokenizer(
-            self.tokenizer, think_end=think_end, think_start=think_start, eos_ids=eos_ids
-        )
+        self.special = special_tokens(self.tokenizer, think_end=think_end, think_start=think_start, eos_ids=eos_ids,
+                                      model_path=model_path)
         self.context_length = self._max_model_len(model)
 
     @staticmethod

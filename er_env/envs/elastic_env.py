@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import string
 from typing import Any, Sequence
 
@@ -10,13 +9,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from er_env.budget import Budget, BudgetTracker, Phase, SpecialTokens
+from er_env.budget import Budget, BudgetTracker, Phase
 from er_env.data.loaders import load_problems
 from er_env.data.schema import Problem
 from er_env.data.templates import render_prompt
 from er_env.envs.spaces import TokenChunk
-from er_env.envs.tokenizer_cache import load_tokenizer
+from er_env.rewards.base import ERROR_REWARD
 from er_env.rollout import RewardRouter, decode_completion
+from er_env.tokens import TINY_TOKENIZER, load_tokenizer, special_tokens
 
 __all__ = ["ACTION_MODES", "PHASES", "ElasticReasoningEnv"]
 
@@ -102,7 +102,7 @@ class ElasticReasoningEnv(gym.Env):
     | ``dataset_limit`` | int or None | None | keep the first N problems |
     | ``think_budget_tokens`` | int | 64 | thinking budget ``t`` |
     | ``solution_budget_tokens`` | int | 64 | solution budget ``s`` |
-    | ``tokenizer`` | path, object or None | None | None: the cached tiny model's tokenizer |
+    | ``tokenizer`` | str or object | ``"tiny"`` | ``"tiny"`` (bundled test tokenizer, announced with a warning), a local dir, a hub name, or a tokenizer |
     | ``reward_fn`` | callable or None | None | a :class:`~er_env.rewards.base.RewardFunction` |
     | ``reward_endpoint`` | str or None | None | reward service URL for the default reward (None: in-process) |
     | ``on_reward_error`` | str | ``"record"`` | ``"record"`` (nan + info) or ``"raise"`` |
@@ -112,7 +112,7 @@ class ElasticReasoningEnv(gym.Env):
     | ``template`` | str or None | None | prompt template (None: per task) |
     | ``context_length`` | int or None | None | model context; prompt + completion never exceed it |
     | ``train_forced_token`` | bool | False | give forced ``</think>`` ``env_mask`` 1 |
-    | ``eos_ids`` | list[int] or None | None | ids that end a completion (None: the tokenizer's EOS) |
+    | ``eos_ids`` | list[int] or None | None | ids that end a completion (None: the tokenizer's EOS plus ``generation_config.json``'s, resolved by ``er_env.tokens.special_tokens`` as in every backend) |
     | ``render_mode`` | str or None | None | ``"ansi"`` returns the text so far |
 
     ## Info keys
@@ -142,7 +142,7 @@ class ElasticReasoningEnv(gym.Env):
         dataset_limit: int | None = None,
         think_budget_tokens: int = 64,
         solution_budget_tokens: int = 64,
-        tokenizer: Any = None,
+        tokenizer: Any = TINY_TOKENIZER,
         reward_fn: Any = None,
         reward_endpoint: str | None = None,
         on_reward_error: str = "record",
@@ -173,7 +173,7 @@ class ElasticReasoningEnv(gym.Env):
         self.context_length = context_length
         self.problems = self._load(dataset, split, dataset_limit)
         self.tokenizer = load_tokenizer(tokenizer)
-        self.special = SpecialTokens.from_tokenizer(self.tokenizer, eos_ids=eos_ids)
+        self.special = special_tokens(self.tokenizer, eos_ids=eos_ids)
         self.vocab_size = len(self.tokenizer)
         self.reward = RewardRouter(reward_fn, reward_endpoint, on_reward_error)
         self._prompts: dict[int, tuple[str, list[int]]] = {}
@@ -309,7 +309,7 @@ class ElasticReasoningEnv(gym.Env):
         text = decode_completion(self.tokenizer, completion.completion_ids, self.special.eos)
         problem = self.problems[self._index]
         (result,) = self.reward([problem], [text])
-        reward = math.nan if result.is_error else float(result.reward)
+        reward = ERROR_REWARD if result.is_error else float(result.reward)
         final = completion.to_dict()
         final.pop("prompt_ids")
         final.pop("text")

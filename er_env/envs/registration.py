@@ -30,8 +30,8 @@ class EnvRegistration:
 
 
 ENV_SPECS = (
-    EnvRegistration("ElasticReasoning-Math-v0", {"task": "math"}),
-    EnvRegistration("ElasticReasoning-Code-v0", {"task": "code"}),
+    EnvRegistration("ElasticReasoning-Math-v0", {"task": "math", "tokenizer": "tiny"}),
+    EnvRegistration("ElasticReasoning-Code-v0", {"task": "code", "tokenizer": "tiny"}),
 )
 ENV_IDS = tuple(spec.id for spec in ENV_SPECS)
 

@@ -9,7 +9,7 @@ isolation backend and compares outputs, in-process or behind ``er sandbox serve`
 Reward: 1.0 iff every test passes (``AC``), else 0.0. Verdicts
 (``RewardResult.verdict``): ``AC``, ``WA``, ``TLE``, ``MLE``, ``RE``, ``CE``, ``OLE``,
 ``no_code`` (no ``</think>`` or no code block after it), and ``internal_error``
-(``is_error=True``: the sandbox, the server or the problem's test spec is broken; never
+(``is_error=True``, ``reward=nan``: the sandbox, the server or the problem's test spec is broken; never
 trained on). ``details``: ``passed``, ``total``, ``pass_fraction``, ``tests`` (per-test
 ``index``/``verdict``/``wall_time_s``/``message``), ``compile_output``, ``error``.
 
@@ -29,8 +29,8 @@ import json
 from typing import Any, Mapping, Sequence
 
 from er_env.data.schema import Problem
-from er_env.rewards.base import RewardResult
-from er_env.rewards.http import SandboxReward, error_result
+from er_env.rewards.base import RewardResult, error_result
+from er_env.rewards.http import RequestGroup, SandboxReward
 
 __all__ = ["CodeReward", "PER_REQUEST_OPTIONS"]
 
@@ -54,8 +54,8 @@ def _result(res: Any) -> RewardResult:
         "compile_output": res.compile_output[:2000], "error": res.error,
     }
     if res.is_error:
-        details["error"] = res.error or f"judge verdict {res.verdict.name}"
-        return RewardResult(reward=0.0, verdict="internal_error", is_error=True, details=details)
+        return error_result(res.error or f"judge verdict {res.verdict.name}",
+                            **{k: v for k, v in details.items() if k != "error"})
     return RewardResult(reward=float(res.reward), verdict=_verdict_name(res.verdict), details=details)
 
 
@@ -64,7 +64,8 @@ class CodeReward(SandboxReward):
 
     Args:
         endpoint: reward server URL, or ``None`` to judge in-process.
-        raise_on_error: raise ``RewardError`` instead of returning error results.
+        on_reward_error: ``"record"`` (grader failures become ``is_error`` results, ``reward=nan``)
+            or ``"raise"``.
         client_options: :class:`sandbox.client.SandboxClient` keyword arguments.
         **judge_kwargs: :class:`sandbox.judge.JudgeConfig` fields. The limits
             (``cpu_time_limit_s``, ``wall_time_limit_s``, ``memory_limit_bytes``,
@@ -79,8 +80,10 @@ class CodeReward(SandboxReward):
     """
 
     task = "code"
+    batch_method = "judge_batch"
+    abatch_method = "ajudge_batch"
 
-    def __init__(self, endpoint: str | None = None, *, raise_on_error: bool = False,
+    def __init__(self, endpoint: str | None = None, *, on_reward_error: str = "record",
                  client_options: Mapping[str, Any] | None = None, **judge_kwargs: Any) -> None:
         self.options = {k: judge_kwargs.pop(k) for k in PER_REQUEST_OPTIONS if k in judge_kwargs}
         service = {k: judge_kwargs.pop(k) for k in _SERVICE_KEYS if k in judge_kwargs}
@@ -90,7 +93,7 @@ class CodeReward(SandboxReward):
                              f"endpoint=None. Per-request settings: {PER_REQUEST_OPTIONS}")
         if judge_kwargs:
             service["judge_options"] = judge_kwargs
-        super().__init__(endpoint, raise_on_error=raise_on_error, client_options=client_options,
+        super().__init__(endpoint, on_reward_error=on_reward_error, client_options=client_options,
                          service_options=service)
 
     def _request_options(self, problem: Problem) -> dict[str, Any]:
@@ -102,69 +105,24 @@ class CodeReward(SandboxReward):
             out["limits"] = limits
         return out
 
-    def _groups(self, problems: Sequence[Problem], completions: Sequence[str]
-                ) -> tuple[dict[str, tuple[dict, list[int]]], dict[int, RewardResult]]:
+    def _plan(self, problems: Sequence[Problem], completions: Sequence[str]
+              ) -> tuple[list[RequestGroup], dict[int, RewardResult]]:
         """Submissions grouped by request options; broken test specs answered at once."""
         from sandbox.errors import SpecError
         from sandbox.spec import TestSpec
 
-        groups: dict[str, tuple[dict, list[int]]] = {}
+        groups: dict[str, RequestGroup] = {}
         broken: dict[int, RewardResult] = {}
         for i, problem in enumerate(problems):
             try:
                 TestSpec.from_dict(dict(problem.tests or {}))
-            except (SpecError, ValueError, TypeError) as exc:
+            except SpecError as exc:  # SpecError is the documented ValueError of a malformed spec
                 broken[i] = error_result(f"problem {problem.id!r} has a broken test spec: {exc}", kind="SpecError")
                 continue
             options = self._request_options(problem)
-            key = json.dumps(options, sort_keys=True)
-            groups.setdefault(key, (options, []))[1].append(i)
-        return groups, broken
+            group = groups.setdefault(json.dumps(options, sort_keys=True), RequestGroup(options=options))
+            group.indices.append(i)
+            group.items.append({"completion": completions[i], "tests": dict(problem.tests or {})})
+        return list(groups.values()), broken
 
-    @staticmethod
-    def _submission(problem: Problem, completion: str) -> dict[str, Any]:
-        return {"completion": completion, "tests": dict(problem.tests or {})}
-
-    def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Judge ``completions[i]`` against ``problems[i]``'s tests.
-
-        Args:
-            problems: code problems.
-            completions: full completions (thinking, ``</think>``, solution), one per problem.
-
-        Returns:
-            One :class:`RewardResult` per completion, in order.
-
-        Raises:
-            ValueError: lengths differ or a problem is not a code problem.
-            RewardError: a grader failure with ``raise_on_error=True``.
-
-        """
-        self._check_lengths(problems, completions)
-        groups, out = self._groups(problems, completions)
-        for options, idx in groups.values():
-            subs = [self._submission(problems[i], completions[i]) for i in idx]
-            try:
-                results = [_result(r) for r in self.client.judge_batch(subs, **options)]
-            except Exception as exc:  # transport / server / request failure: error results, never 0
-                results = self._failed(exc, len(idx))
-            out.update(zip(idx, results, strict=True))
-        return self._guard([out[i] for i in range(len(problems))])
-
-    async def acall(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Async :meth:`__call__` (batched, over the client's async path)."""
-        import asyncio
-
-        self._check_lengths(problems, completions)
-        groups, out = self._groups(problems, completions)
-
-        async def one(options: dict, idx: list[int]) -> None:
-            subs = [self._submission(problems[i], completions[i]) for i in idx]
-            try:
-                results = [_result(r) for r in await self.client.ajudge_batch(subs, **options)]
-            except Exception as exc:
-                results = self._failed(exc, len(idx))
-            out.update(zip(idx, results, strict=True))
-
-        await asyncio.gather(*(one(o, idx) for o, idx in groups.values()))
-        return self._guard([out[i] for i in range(len(problems))])
+    _result = staticmethod(_result)

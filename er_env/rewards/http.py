@@ -4,60 +4,79 @@
 (``endpoint=None``: the judge and math checker run in this process) or remote
 (``endpoint="http://host:8000"``: an ``er sandbox serve`` gateway). Subclasses
 (:class:`~er_env.rewards.code.CodeReward`, :class:`~er_env.rewards.math.MathReward`)
-turn problems into requests and verdicts into :class:`~er_env.rewards.base.RewardResult`.
+turn problems into batched requests and verdicts into
+:class:`~er_env.rewards.base.RewardResult`.
 
-Failures never become a silent 0: a transport failure, a rejected request or a core
-failure gives ``RewardResult(reward=0.0, verdict="internal_error", is_error=True)`` with
-the reason in ``details["error"]``, or raises :class:`~er_env.rewards.base.RewardError`
-when ``raise_on_error=True``.
+One implementation: scoring is written once, as a coroutine (:meth:`SandboxReward.acall`
+sends every request group concurrently). The blocking :meth:`SandboxReward.__call__` runs
+the same coroutine with the client's blocking calls in worker threads.
+
+Failures never become a silent 0: a failure the client reports
+(:class:`sandbox.client.SandboxClientError`: transport, a rejected request, a core failure)
+gives :func:`~er_env.rewards.base.error_result` entries (``is_error=True``, ``reward=nan``)
+with ``on_reward_error="record"``, or raises :class:`~er_env.rewards.base.RewardError`
+with ``on_reward_error="raise"``. Anything else is a bug and propagates.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
+from er_env.aio import run_sync
 from er_env.data.schema import Problem
-from er_env.rewards.base import RewardError, RewardResult
+from er_env.rewards.base import RewardError, RewardResult, check_on_reward_error, error_result
 
-__all__ = ["SandboxReward", "error_result", "INTERNAL_ERROR"]
+__all__ = ["SandboxReward", "RequestGroup"]
 
-INTERNAL_ERROR = "internal_error"
+#: sends one request group: ``send(items, options) -> replies`` (one reply per item)
+Send = Callable[[list[Any], dict[str, Any]], Awaitable[list[Any]]]
 
 
-def error_result(reason: str, **details: Any) -> RewardResult:
-    """A reward that must not be trained on: ``is_error=True``, the reason in ``details["error"]``.
+@dataclass
+class RequestGroup:
+    """Items that go to the sandbox in one batched call with the same request options.
 
-    Args:
-        reason: what failed (quoted in logs).
-        **details: extra context (``kind``, ``endpoint``...).
-
-    Returns:
-        The error result.
-
+    Attributes:
+        indices: positions of the items in the caller's batch.
+        items: the request items (submissions or math checks), aligned with ``indices``.
+        options: per-request options (limits, compare mode).
     """
-    return RewardResult(reward=0.0, verdict=INTERNAL_ERROR, is_error=True, details={"error": reason, **details})
+
+    indices: list[int] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class SandboxReward:
     """Base of the sandbox-backed reward callables.
 
+    Subclasses set :attr:`task` and the client methods (:attr:`batch_method`, its async
+    twin's name :attr:`abatch_method`) and implement :meth:`_plan` and :meth:`_result`.
+
     Args:
         endpoint: reward server URL, or ``None`` to run in-process.
-        raise_on_error: raise :class:`RewardError` instead of returning error results.
+        on_reward_error: ``"record"`` (failures become ``is_error`` results with ``reward=nan``)
+            or ``"raise"`` (raise :class:`RewardError`).
         client_options: :class:`sandbox.client.SandboxClient` keyword arguments
             (``timeout_s``, ``max_retries``, ``backoff_s``, ``max_concurrency``, ``batch_size``...).
         service_options: in-process only: :class:`sandbox.service.ServiceConfig` keyword arguments.
 
+    Raises:
+        ValueError: an unknown ``on_reward_error``.
+
     """
 
     task = ""
+    batch_method = ""
+    abatch_method = ""
 
-    def __init__(self, endpoint: str | None = None, *, raise_on_error: bool = False,
+    def __init__(self, endpoint: str | None = None, *, on_reward_error: str = "record",
                  client_options: Mapping[str, Any] | None = None,
                  service_options: Mapping[str, Any] | None = None) -> None:
         self.endpoint = endpoint
-        self.raise_on_error = raise_on_error
+        self.on_reward_error = check_on_reward_error(on_reward_error, type(self).__name__)
         self._client_options = dict(client_options or {})
         self._service_config: Any = None
         if endpoint is None:  # validate the in-process settings now, start nothing yet
@@ -78,6 +97,67 @@ class SandboxReward:
             self._client = SandboxClient(self.endpoint, service_config=self._service_config, **self._client_options)
         return self._client
 
+    # ----------------------------------------------------------- subclass hooks
+    def _plan(self, problems: Sequence[Problem], completions: Sequence[str]
+              ) -> tuple[list[RequestGroup], dict[int, RewardResult]]:
+        """Request groups for the batch, plus results known without a request (broken specs)."""
+        raise NotImplementedError
+
+    def _result(self, reply: Any) -> RewardResult:
+        """One client reply (verdict) -> :class:`RewardResult`."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ scoring
+    def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
+        """Score ``completions[i]`` for ``problems[i]`` (blocking; request groups run concurrently).
+
+        Args:
+            problems: problems of this reward's task.
+            completions: full completions (thinking, ``</think>``, solution), one per problem.
+
+        Returns:
+            One :class:`RewardResult` per completion, in order.
+
+        Raises:
+            ValueError: lengths differ or a problem is of another task.
+            RewardError: a grader failure with ``on_reward_error="raise"``.
+
+        """
+        blocking = getattr(self.client, self.batch_method)
+
+        async def send(items: list[Any], options: dict[str, Any]) -> list[Any]:
+            return await asyncio.to_thread(blocking, items, **options)
+
+        return run_sync(self._score(problems, completions, send), thread_name=f"er-{self.task}-reward")
+
+    async def acall(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
+        """Async :meth:`__call__` over the client's async path (same arguments, results and errors)."""
+        method = getattr(self.client, self.abatch_method)
+
+        async def send(items: list[Any], options: dict[str, Any]) -> list[Any]:
+            return await method(items, **options)
+
+        return await self._score(problems, completions, send)
+
+    async def _score(self, problems: Sequence[Problem], completions: Sequence[str], send: Send
+                     ) -> list[RewardResult]:
+        from sandbox.client import SandboxClientError
+
+        self._check_lengths(problems, completions)
+        groups, out = self._plan(problems, completions)
+
+        async def one(group: RequestGroup) -> None:
+            try:
+                replies = await send(group.items, group.options)
+            except SandboxClientError as exc:  # transport / rejected request / server failure
+                results = self._failed(exc, len(group.items))
+            else:
+                results = [self._result(r) for r in replies]
+            out.update(zip(group.indices, results, strict=True))
+
+        await asyncio.gather(*(one(g) for g in groups))
+        return self._guard([out[i] for i in range(len(problems))])
+
     def _check_lengths(self, problems: Sequence[Problem], completions: Sequence[str]) -> None:
         if len(problems) != len(completions):
             raise ValueError(f"{type(self).__name__}: got {len(problems)} problems but {len(completions)} "
@@ -88,27 +168,19 @@ class SandboxReward:
                                  f"{p.id!r}; use default_reward({p.task!r})")
 
     def _failed(self, exc: BaseException, n: int) -> list[RewardResult]:
-        """``n`` error results for a failed request (or raise when ``raise_on_error``)."""
+        """``n`` error results for a failed request (or raise with ``on_reward_error="raise"``)."""
         where = self.endpoint or "in-process sandbox"
         reason = f"{type(exc).__name__}: {exc}"
-        if self.raise_on_error:
+        if self.on_reward_error == "raise":
             raise RewardError(f"{type(self).__name__} could not score via {where}: {reason}") from exc
         return [error_result(reason, kind=type(exc).__name__, endpoint=where) for _ in range(n)]
 
     def _guard(self, results: list[RewardResult]) -> list[RewardResult]:
-        if self.raise_on_error:
+        if self.on_reward_error == "raise":
             bad = next((r for r in results if r.is_error), None)
             if bad is not None:
                 raise RewardError(f"{type(self).__name__}: grader failed: {bad.details.get('error', bad.verdict)}")
         return results
-
-    def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Score ``completions[i]`` for ``problems[i]`` (blocking)."""
-        raise NotImplementedError
-
-    async def acall(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Async scoring; the default runs :meth:`__call__` in a thread."""
-        return await asyncio.to_thread(self, problems, completions)
 
     def close(self) -> None:
         """Close the client (and the in-process sandbox it built)."""

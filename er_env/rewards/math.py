@@ -7,7 +7,7 @@ equivalence (math-verify, numeric tolerance, a hard timeout per check) happen in
 
 Verdicts (``RewardResult.verdict``): ``correct`` (1.0), ``wrong``, ``no_answer``,
 ``timeout`` (the check ran past its limit: 0.0, not an error), and ``internal_error``
-(``is_error=True``: the checker or the server failed; never trained on).
+(``is_error=True``, ``reward=nan``: the checker or the server failed; never trained on).
 ``details`` holds ``extracted``, ``matched_gold`` and ``reason``.
 
 Example:
@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from er_env.data.schema import Problem
-from er_env.rewards.base import RewardResult
-from er_env.rewards.http import SandboxReward
+from er_env.rewards.base import RewardResult, error_result
+from er_env.rewards.http import RequestGroup, SandboxReward
 
 __all__ = ["MathReward"]
 
@@ -37,7 +37,8 @@ class MathReward(SandboxReward):
 
     Args:
         endpoint: reward server URL, or ``None`` to check in-process.
-        raise_on_error: raise ``RewardError`` instead of returning error results.
+        on_reward_error: ``"record"`` (grader failures become ``is_error`` results, ``reward=nan``)
+            or ``"raise"``.
         client_options: :class:`sandbox.client.SandboxClient` keyword arguments.
         **checker_kwargs: in-process only: :class:`sandbox.mathcheck.MathCheckerConfig` fields
             (``timeout_s``, ``workers``, ``fallback_to_thinking``...). With an endpoint these are
@@ -49,8 +50,10 @@ class MathReward(SandboxReward):
     """
 
     task = "math"
+    batch_method = "check_math_batch"
+    abatch_method = "acheck_math_batch"
 
-    def __init__(self, endpoint: str | None = None, *, raise_on_error: bool = False,
+    def __init__(self, endpoint: str | None = None, *, on_reward_error: str = "record",
                  client_options: Mapping[str, Any] | None = None, **checker_kwargs: Any) -> None:
         if endpoint is not None and checker_kwargs:
             raise ValueError(f"MathReward: checker settings {sorted(checker_kwargs)} apply to the server at "
@@ -65,55 +68,19 @@ class MathReward(SandboxReward):
                 other[key] = value
         if other:
             service["math_options"] = other
-        super().__init__(endpoint, raise_on_error=raise_on_error, client_options=client_options,
+        super().__init__(endpoint, on_reward_error=on_reward_error, client_options=client_options,
                          service_options=service)
 
-    @staticmethod
-    def _item(problem: Problem, completion: str) -> dict[str, Any]:
-        return {"gold": list(problem.answers), "completion": completion, "require": problem.answers_required}
+    def _plan(self, problems: Sequence[Problem], completions: Sequence[str]
+              ) -> tuple[list[RequestGroup], dict[int, RewardResult]]:
+        items = [{"gold": list(p.answers), "completion": c, "require": p.answers_required}
+                 for p, c in zip(problems, completions, strict=True)]
+        return ([RequestGroup(list(range(len(items))), items)] if items else []), {}
 
-    @staticmethod
-    def _result(verdict: Any) -> RewardResult:
-        details = {"extracted": verdict.extracted, "matched_gold": verdict.matched_gold, "reason": verdict.reason,
-                   "elapsed_s": verdict.elapsed_s}
-        if verdict.is_error:
-            details["error"] = verdict.reason
-            return RewardResult(reward=0.0, verdict="internal_error", is_error=True, details=details)
-        return RewardResult(reward=float(verdict.reward), verdict=verdict.status.wire_name, details=details)
-
-    def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Score ``completions[i]`` against ``problems[i]``'s gold answers.
-
-        Args:
-            problems: math problems.
-            completions: full completions (thinking, ``</think>``, solution), one per problem.
-
-        Returns:
-            One :class:`RewardResult` per completion, in order.
-
-        Raises:
-            ValueError: lengths differ or a problem is not a math problem.
-            RewardError: a grader failure with ``raise_on_error=True``.
-
-        """
-        self._check_lengths(problems, completions)
-        if not problems:
-            return []
-        items = [self._item(p, c) for p, c in zip(problems, completions, strict=True)]
-        try:
-            verdicts = self.client.check_math_batch(items)
-        except Exception as exc:  # transport / server / request failure: error results, never 0
-            return self._failed(exc, len(items))
-        return self._guard([self._result(v) for v in verdicts])
-
-    async def acall(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Async :meth:`__call__` (batched, over the client's async path)."""
-        self._check_lengths(problems, completions)
-        if not problems:
-            return []
-        items = [self._item(p, c) for p, c in zip(problems, completions, strict=True)]
-        try:
-            verdicts = await self.client.acheck_math_batch(items)
-        except Exception as exc:
-            return self._failed(exc, len(items))
-        return self._guard([self._result(v) for v in verdicts])
+    def _result(self, reply: Any) -> RewardResult:
+        details = {"extracted": reply.extracted, "matched_gold": reply.matched_gold, "reason": reply.reason,
+                   "elapsed_s": reply.elapsed_s}
+        if reply.is_error:
+            return error_result(reply.reason, **{k: v for k, v in details.items() if k != "reason"},
+                                reason=reply.reason)
+        return RewardResult(reward=float(reply.reward), verdict=reply.status.wire_name, details=details)

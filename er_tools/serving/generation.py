@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from er_env.backends.base import merge_eos_ids
+from er_env.tokens import merge_eos_ids
 
 __all__ = ["GenerationParams", "GenerationResult", "TransformersGenerator"]
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from er_env.backends.base import BackendError
-from er_env.backends.two_phase import PhaseDriver, PhaseOutput, default_eos_ids
+from er_env.backends.two_phase import PhaseDriver, PhaseOutput
+from er_env.tokens import model_eos_ids
 from er_env.budget import Budget, BudgetTracker, Phase, SpecialTokens
 
 END, EOS, START = 9, 2, 8
@@ -110,14 +111,14 @@ def test_max_rounds_guard_and_output_count_check():
         driver.apply([_out([5]), _out([5])])
 
 
-def test_default_eos_ids_adds_generation_config(tmp_path):
+def test_model_eos_ids_adds_generation_config(tmp_path):
     class Tok:
         eos_token_id = 2
         name_or_path = str(tmp_path)
 
-    assert default_eos_ids(Tok()) == [2]
+    assert model_eos_ids(Tok()) == [2]
     (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 2]}))
-    assert default_eos_ids(Tok()) == [2, 7]
+    assert model_eos_ids(Tok()) == [2, 7]
 
 
 def test_prompt_checks():

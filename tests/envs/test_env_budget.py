@@ -185,7 +185,7 @@ def test_reward_failure_is_explicit_never_zero(make_env, char_tokenizer, reward_
         ({"dataset": "embedded:math", "split": "train"}, "no split 'train'"),
         ({"dataset": "embedded:code"}, "is a code problem but task='math'"),
         ({"on_reward_error": "ignore"}, "on_reward_error must be one of"),
-        ({"tokenizer": 42}, "tokenizer must be None, a path or a tokenizer object"),
+        ({"tokenizer": 42}, "tokenizer must be .tiny., a path, a hub name or a tokenizer object"),
         ({"tokenizer": "/nonexistent/model"}, "does not exist"),
     ],
 )

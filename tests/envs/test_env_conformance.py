@@ -38,7 +38,7 @@ def test_import_is_light_and_plain_gymnasium_can_make():
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
         "assert 'er_env.envs.elastic_env' not in sys.modules\n"
         "spec = gym.spec('ElasticReasoning-Code-v0')\n"
-        "assert spec.kwargs == {'task': 'code'}\n"
+        "assert spec.kwargs == {'task': 'code', 'tokenizer': 'tiny'}\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -130,12 +131,12 @@ def test_down_server_gives_error_results_not_zero():
     options = {"max_retries": 1, "backoff_s": 0.01}
     problems, completions = code_completions()
     results = CodeReward(url, client_options=options)(problems[:3], completions[:3])
-    assert all(r.is_error and r.verdict == "internal_error" for r in results)
+    assert all(r.is_error and r.verdict == "internal_error" and math.isnan(r.reward) for r in results)
     assert url in results[0].details["error"] and "SandboxUnavailable" in results[0].details["error"]
     results = MathReward(url, client_options=options)(MATH[:2], [boxed("5050")] * 2)
     assert all(r.is_error and r.verdict == "internal_error" for r in results)
     with pytest.raises(RewardError, match=url.replace(".", r"\.")):
-        MathReward(url, client_options=options, raise_on_error=True)(MATH[:1], [boxed("5050")])
+        MathReward(url, client_options=options, on_reward_error="raise")(MATH[:1], [boxed("5050")])
 
 
 def test_broken_spec_is_an_error_for_that_problem_only(code_local):
@@ -145,7 +146,7 @@ def test_broken_spec_is_an_error_for_that_problem_only(code_local):
     assert results[0].verdict == "AC"
     assert results[1].is_error and results[1].verdict == "internal_error" and "t/broken" in results[1].details["error"]
     with pytest.raises(RewardError, match="t/broken"):
-        CodeReward(raise_on_error=True, **SERVICE)([broken], ["x"])
+        CodeReward(on_reward_error="raise", **SERVICE)([broken], ["x"])
 
 
 def test_sandbox_internal_error_maps_to_error_result():
@@ -154,6 +155,7 @@ def test_sandbox_internal_error_maps_to_error_result():
 
     res = _result(JudgeResult(Verdict.INTERNAL_ERROR, total=3, error="worker died"))
     assert res.is_error and res.verdict == "internal_error" and res.details["error"] == "worker died"
+    assert math.isnan(res.reward)
     res = _result(JudgeResult(Verdict.WA, total=3, passed=1))
     assert not res.is_error and res.verdict == "WA" and res.details["pass_fraction"] == pytest.approx(1 / 3)
 
@@ -175,3 +177,30 @@ def test_argument_checks(math_local):
     with pytest.raises(ValueError, match="unknown task 'chess'"):
         default_reward("chess")
     assert math_local([], []) == []
+
+
+def test_bugs_propagate_instead_of_becoming_internal_errors(monkeypatch):
+    """Only the client's documented failures become error results; a programming error raises."""
+    reward = MathReward()
+
+    def buggy(self, items, **options):
+        raise TypeError("bug in the client")
+
+    monkeypatch.setattr(type(reward.client), "check_math_batch", buggy)
+    with pytest.raises(TypeError, match="bug in the client"):
+        reward(MATH[:1], [boxed("5050")])
+    reward.close()
+
+
+def test_sync_and_async_paths_are_one_implementation():
+    url = f"http://127.0.0.1:{free_port()}"
+    options = {"max_retries": 0, "backoff_s": 0.01}
+    sync = MathReward(url, client_options=options)(MATH[:2], [boxed("5050")] * 2)
+    both = asyncio.run(MathReward(url, client_options=options).acall(MATH[:2], [boxed("5050")] * 2))
+    assert [(r.verdict, r.is_error, r.details["kind"]) for r in sync] == \
+        [(r.verdict, r.is_error, r.details["kind"]) for r in both] == [("internal_error", True, "SandboxUnavailable")] * 2
+
+
+def test_unknown_on_reward_error_is_rejected():
+    with pytest.raises(ValueError, match="on_reward_error must be one of .*'zero'"):
+        MathReward(on_reward_error="zero")
