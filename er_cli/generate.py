@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from er_cli import add_dataclass_args
 
@@ -20,6 +21,8 @@ class GenerateConfig:
         backend: ``hf``, ``vllm`` or ``openai``.
         device: device for the ``hf`` backend (default: CUDA if available).
         base_url: server URL for the ``openai`` backend.
+        tokenizer: the model's tokenizer (local dir or hub name) for the ``openai`` backend,
+            which only sees token ids; default: ``--model`` when it is a local directory.
 
     > Parameters that control the prompt
 
@@ -53,6 +56,8 @@ class GenerateConfig:
     backend: str = field(default="hf", metadata={"help": "Backend: hf, vllm or openai."})
     device: str | None = field(default=None, metadata={"help": "Device for the hf backend (cpu, cuda, ...)."})
     base_url: str | None = field(default=None, metadata={"help": "Server URL for the openai backend."})
+    tokenizer: str | None = field(default=None, metadata={
+        "help": "Tokenizer (local dir or hub name) for the openai backend; default: --model if it is a local dir."})
     system: str | None = field(default=None, metadata={"help": "System text placed before the user turn."})
     raw_prompt: bool = field(default=False, metadata={"help": "Tokenize --prompt as is (no chat template)."})
 
@@ -82,7 +87,13 @@ def _make_backend(cfg: GenerateConfig):
     if cfg.backend == "openai":
         if not cfg.base_url:
             raise ValueError("--backend openai needs --base-url (e.g. http://localhost:8000/v1).")
-        return load_backend("openai", base_url=cfg.base_url, model=cfg.model)
+        tokenizer = cfg.tokenizer
+        if tokenizer is None:
+            if not Path(cfg.model).expanduser().is_dir():
+                raise ValueError(f"--backend openai needs --tokenizer (a local dir or hub name): --model "
+                                 f"{cfg.model!r} is the server's model id, not a local directory to load it from.")
+            tokenizer = cfg.model
+        return load_backend("openai", base_url=cfg.base_url, model=cfg.model, tokenizer=tokenizer)
     return load_backend(cfg.backend, model=cfg.model)
 
 

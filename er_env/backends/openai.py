@@ -35,11 +35,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, Sequence
 
 import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from er_env.aio import run_sync
 from er_env.backends.base import Backend, BackendError, SamplingConfig
 from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, token_id_prompts
 from er_env.budget import Budget, BudgetedCompletion, BudgetTracker
@@ -48,6 +49,10 @@ from er_env.tokens import load_tokenizer, special_tokens
 __all__ = ["OpenAIBackend"]
 
 _TOKEN_ID_PREFIX = "token_id:"
+
+
+class _Retryable(Exception):
+    """A transport error or a 5xx answer: worth another attempt."""
 
 
 def _load_tokenizer(tokenizer: Any) -> Any:
@@ -135,25 +140,7 @@ class OpenAIBackend(Backend):
                 something malformed; nothing partial is returned.
 
         """
-        coro_args = (prompts, budget, sampling)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.agenerate(*coro_args))
-        box: dict[str, Any] = {}
-
-        def runner() -> None:
-            try:
-                box["out"] = asyncio.run(self.agenerate(*coro_args))
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["err"] = exc
-
-        thread = threading.Thread(target=runner, name="er-openai-backend")
-        thread.start()
-        thread.join()
-        if "err" in box:
-            raise box["err"]
-        return box["out"]
+        return run_sync(self.agenerate(prompts, budget, sampling), thread_name="er-openai-backend")
 
     async def agenerate(
         self, prompts: Sequence[Sequence[int]], budget: Budget, sampling: SamplingConfig | None = None
@@ -225,34 +212,44 @@ class OpenAIBackend(Backend):
     ) -> Any:
         """One request with retries on transport errors and 5xx; returns the JSON body (None: 404 and missing_ok)."""
         url = f"{self.base_url}{path}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-            try:
-                resp = await client.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                continue
-            if resp.status_code == 404 and missing_ok:
-                return None
-            if resp.status_code >= 400:
-                raise BackendError(
-                    f"{method} {url} was refused with HTTP {resp.status_code}: {resp.text[:500]}. Check the model "
-                    f"name ({self.model!r}), the budgets against the server's context, and that the server "
-                    "accepts token-id prompts."
-                )
-            try:
-                return resp.json()
-            except ValueError as exc:
-                raise BackendError(f"{method} {url} answered non-JSON: {resp.text[:300]!r}") from exc
-        raise BackendError(
-            f"Cannot get an answer from the OpenAI-compatible server at {url} after {self.max_retries + 1} "
-            f"attempt(s): {last}. Start one (e.g. `er serve --model PATH` or `vllm serve PATH`) or fix base_url."
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential(multiplier=self.retry_backoff_s, max=60.0),  # backoff, 2x backoff, 4x ...
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
         )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    resp = await self._send(client, method, path, body)
+        except _Retryable as exc:
+            raise BackendError(
+                f"Cannot get an answer from the OpenAI-compatible server at {url} after {self.max_retries + 1} "
+                f"attempt(s): {exc}. Start one (e.g. `er serve --model PATH` or `vllm serve PATH`) or fix base_url."
+            ) from None
+        if resp.status_code == 404 and missing_ok:
+            return None
+        if resp.status_code >= 400:
+            raise BackendError(
+                f"{method} {url} was refused with HTTP {resp.status_code}: {resp.text[:500]}. Check the model "
+                f"name ({self.model!r}), the budgets against the server's context, and that the server "
+                "accepts token-id prompts."
+            )
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise BackendError(f"{method} {url} answered non-JSON: {resp.text[:300]!r}") from exc
+
+    @staticmethod
+    async def _send(client: httpx.AsyncClient, method: str, path: str, body: Any) -> httpx.Response:
+        """One attempt; transport errors and 5xx answers raise :class:`_Retryable`."""
+        try:
+            resp = await client.request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 500:
+            raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        return resp
 
     async def _fetch_context_length(self, client: httpx.AsyncClient) -> int | None:
         body = await self._call(client, "GET", "/v1/models", missing_ok=True)

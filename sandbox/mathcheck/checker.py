@@ -23,7 +23,8 @@ from sandbox.mathcheck.verdict import MathStatus, MathVerdict
 __all__ = ["MathCheckerConfig", "MathItem", "MathChecker"]
 
 Gold = Union[str, Sequence[str], GoldAnswer]
-_STATUS = {"correct": MathStatus.CORRECT, "wrong": MathStatus.WRONG, "internal_error": MathStatus.INTERNAL_ERROR}
+_STATUS = {"correct": MathStatus.CORRECT, "wrong": MathStatus.WRONG, "internal_error": MathStatus.INTERNAL_ERROR,
+           "no_answer": MathStatus.NO_ANSWER}
 
 
 @dataclass(frozen=True)
@@ -184,27 +185,33 @@ class MathChecker:
         except GoldError as exc:
             return MathVerdict.make(MathStatus.INTERNAL_ERROR, reason=f"bad gold answer: {exc}",
                                     elapsed_s=time.perf_counter() - start), None
+        fallback: str | None = None
         if item.pred is not None:
             ext = answer_from_prediction(item.pred)
         else:
             ext = extract_answer(item.completion or "", fallback_to_thinking=self.config.fallback_to_thinking)
-        if ext.answer is None:
+            if self.config.answer_fallback:
+                fallback = ext.fallback_text(item.completion or "")
+        if ext.answer is None and fallback is None:
             verdict = MathVerdict.make(MathStatus.NO_ANSWER, reason=ext.reason, elapsed_s=time.perf_counter() - start)
             return verdict, None
-        if len(ext.answer) > self.config.max_answer_chars:
-            return MathVerdict.make(MathStatus.WRONG, extracted=ext.answer[:200] + "...",
-                                    reason=f"answer has {len(ext.answer)} chars, over max_answer_chars="
+        answer = ext.answer or ""
+        longest = max(len(answer), len(fallback or ""))
+        if longest > self.config.max_answer_chars:
+            return MathVerdict.make(MathStatus.WRONG, extracted=(answer or fallback or "")[:200] + "...",
+                                    reason=f"answer has {longest} chars, over max_answer_chars="
                                            f"{self.config.max_answer_chars}",
                                     elapsed_s=time.perf_counter() - start), None
-        parts = _answer_parts(ext, len(gold.values)) if gold.require == "all" else (ext.answer,)
-        args = (gold.values, gold.require, ext.answer, parts, self.equivalence)
-        return None, _Task(ext.answer, args, time.perf_counter() - start)
+        parts = _answer_parts(ext, len(gold.values)) if gold.require == "all" and ext.answer else (answer,)
+        args = (gold.values, gold.require, answer, parts, self.equivalence, fallback)
+        return None, _Task(answer, args, time.perf_counter() - start)
 
     def _verdict_from(self, result: TaskResult, task: _Task, elapsed_s: float) -> MathVerdict:
         """Turn a worker's result into a verdict; ``elapsed_s`` is the time spent on this item."""
-        common = {"extracted": task.answer, "elapsed_s": task.prepare_s + elapsed_s}
+        common = {"extracted": task.answer or None, "elapsed_s": task.prepare_s + elapsed_s}
         if result.kind == "ok":
             value: dict[str, Any] = result.value
+            common["extracted"] = value.get("extracted", common["extracted"])
             return MathVerdict.make(_STATUS.get(value["status"], MathStatus.INTERNAL_ERROR),
                                     matched_gold=value.get("matched_gold"), reason=value.get("reason", ""), **common)
         if result.kind == "timeout":

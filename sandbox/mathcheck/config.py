@@ -22,6 +22,9 @@ class MathCheckerConfig:
 
     Attributes:
         fallback_to_thinking: use the thinking phase's last box when the solution phase has none.
+        answer_fallback: evaluation option (off for training, the paper's boxed rule): when the
+            solution phase has no ``\boxed{}``, or the box holds prose (``\boxed{the answer is 105}``)
+            that does not match, take the final expression math-verify's own extraction finds there.
         max_answer_chars: a longer extracted answer is judged WRONG without parsing it.
 
     """
@@ -31,6 +34,9 @@ class MathCheckerConfig:
     memory_limit_bytes: int = field(default=4 << 30, metadata={"help": "Address-space cap per worker (0: none)."})
     fallback_to_thinking: bool = field(
         default=False, metadata={"help": "Use the thinking phase's last \\boxed{} when the solution has none."})
+    answer_fallback: bool = field(
+        default=False, metadata={"help": "Evaluation only: without a \\boxed{} (or with prose in it), use the "
+                                         "final expression math-verify finds in the solution phase."})
     max_answer_chars: int = field(
         default=20_000, metadata={"help": "Longer extracted answers are judged wrong without parsing."})
 

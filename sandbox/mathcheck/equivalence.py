@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import sympy
-from math_verify import LatexExtractionConfig, parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from sandbox.mathcheck.config import EquivalenceConfig
+from sandbox.mathcheck.extract import split_top_level
 
 DEFAULT_EQUIVALENCE = EquivalenceConfig()
 
@@ -45,6 +46,8 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 # not parse, returns some number found inside it ("\\hbar \\omega(v+1/2) - ..." -> 2),
 # which would make two different unparseable answers "equal".
 _EXTRACTION = (LatexExtractionConfig(boxed_match_priority=0),)
+# the evaluation fallback reads free text: LaTeX first, then plain expressions ("the answer is 105")
+_FALLBACK_EXTRACTION = (LatexExtractionConfig(), ExprExtractionConfig())
 _CURRENCY_RE = re.compile(r"\\\$|\\text\{\s*\\?\$\s*\}")
 _DIGIT_SPACE_RE = re.compile(r"(?<=\d)(?:\\[,;!: ]|~)+(?=\d)")
 _WS_RE = re.compile(r"\s+")
@@ -250,8 +253,14 @@ def _judge_all(parts: Sequence[str], pred_parts: Sequence[str], cfg: Equivalence
     return {"status": "wrong", "matched_gold": None, "reason": "not every answer part matches"}
 
 
+def final_expression(text: str) -> str | None:
+    """The final answer math-verify's own extraction finds in free text (``"the answer is 105"`` -> ``"105"``)."""
+    found = parse(text, extraction_config=_FALLBACK_EXTRACTION, parsing_timeout=None, raise_on_error=False)
+    return str(found[-1]) if found else None
+
+
 def judge(gold_values: Sequence[str], require: str, answer: str, answer_parts: Sequence[str],
-          cfg: EquivalenceConfig = DEFAULT_EQUIVALENCE) -> dict[str, Any]:
+          cfg: EquivalenceConfig = DEFAULT_EQUIVALENCE, fallback_text: str | None = None) -> dict[str, Any]:
     """Decide whether ``answer`` matches the gold answer(s); the worker's task function.
 
     Args:
@@ -260,6 +269,8 @@ def judge(gold_values: Sequence[str], require: str, answer: str, answer_parts: S
         answer: the extracted answer (last box).
         answer_parts: the answer split into parts (used by ``"all"``).
         cfg: comparison settings.
+        fallback_text: evaluation fallback (``MathCheckerConfig.answer_fallback``): text to take the
+            final expression from (:func:`final_expression`) when ``answer`` is empty or does not match.
 
     Returns:
         ``{"status": "correct" | "wrong" | "internal_error", "matched_gold": str | None,
@@ -267,16 +278,30 @@ def judge(gold_values: Sequence[str], require: str, answer: str, answer_parts: S
 
     """
     try:
-        if require == "all":
-            return _judge_all(gold_values, answer_parts or [answer], cfg)
-        last = _Outcome(False, "not equivalent")
-        for gold in gold_values:
-            last = answers_equivalent(gold, answer, cfg)
-            if last.equal:
-                return {"status": "correct", "matched_gold": gold, "reason": last.reason}
-        return {"status": "wrong", "matched_gold": None, "reason": last.reason}
+        out = _judge_answer(gold_values, require, answer, answer_parts, cfg) if answer else None
+        if fallback_text is not None and (out is None or out["status"] == "wrong"):
+            expr = final_expression(fallback_text)
+            if expr is not None and expr != answer:
+                retry = _judge_answer(gold_values, require, expr, split_top_level(expr), cfg)
+                if retry["status"] == "correct" or out is None:
+                    return {**retry, "extracted": expr, "reason": f"fallback extraction: {retry['reason']}"}
+        if out is None:
+            return {"status": "no_answer", "matched_gold": None, "reason": "no final expression found"}
+        return out
     except Exception as exc:  # noqa: BLE001 - a checker bug must become INTERNAL_ERROR, never WRONG
         return {"status": "internal_error", "matched_gold": None, "reason": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+def _judge_answer(gold_values: Sequence[str], require: str, answer: str, answer_parts: Sequence[str],
+                  cfg: EquivalenceConfig) -> dict[str, Any]:
+    if require == "all":
+        return _judge_all(gold_values, answer_parts or [answer], cfg)
+    last = _Outcome(False, "not equivalent")
+    for gold in gold_values:
+        last = answers_equivalent(gold, answer, cfg)
+        if last.equal:
+            return {"status": "correct", "matched_gold": gold, "reason": last.reason}
+    return {"status": "wrong", "matched_gold": None, "reason": last.reason}
 
 
 def warm_up() -> None:

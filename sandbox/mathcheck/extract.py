@@ -16,13 +16,15 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["THINK_END", "Extraction", "extract_answer", "answer_from_prediction", "boxed_answers", "split_top_level",
-           "strip_math_delimiters"]
+           "strip_math_delimiters", "is_prose"]
 
 THINK_END = "</think>"
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _BARE_TOKEN_RE = re.compile(r"[ \t]+([^\s{}$\\]+)")
 _MATH_DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+_PROSE_RE = re.compile(r"[A-Za-z]{2,}[\s,;:]+[A-Za-z]{2,}")
+_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 _OPENERS = "([{"
 _CLOSERS = ")]}"
 
@@ -45,6 +47,20 @@ class Extraction:
     source: str | None = None
     boxed: tuple[str, ...] = ()
     reason: str = ""
+
+    def fallback_text(self, completion: str, think_end: str = THINK_END) -> str | None:
+        """The text an evaluation-time fallback extracts from, or ``None`` if there is none.
+
+        That is the box content when it reads as prose (two words or more, LaTeX commands
+        aside), else the whole solution phase when it holds no box; ``None`` otherwise.
+        """
+        if self.answer is not None:
+            return self.answer if is_prose(self.answer) else None
+        idx = completion.rfind(think_end)
+        if idx < 0:
+            return None
+        solution = completion[idx + len(think_end):].strip()
+        return solution or None
 
 
 def _brace_matches(text: str) -> dict[int, int]:
@@ -145,6 +161,11 @@ def extract_answer(completion: str, *, fallback_to_thinking: bool = False, think
             return Extraction(boxes[-1], "thinking", tuple(boxes))
         reason += " (and none in the thinking phase)"
     return Extraction(None, None, (), reason)
+
+
+def is_prose(text: str) -> bool:
+    r"""Whether ``text`` reads as words (``"the answer is 105"``) rather than a math answer (``"\frac12"``)."""
+    return bool(_PROSE_RE.search(_COMMAND_RE.sub(" ", text)))
 
 
 def strip_math_delimiters(text: str) -> str:

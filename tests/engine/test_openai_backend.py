@@ -315,3 +315,22 @@ def test_server_without_models_endpoint_leaves_context_unknown(tiny_model_dir):
     fake = OpenAIBackend("http://fake", MODEL, tokenizer=str(tiny_model_dir), transport=httpx.MockTransport(handler))
     fake.generate([[1]], Budget(think=2, solution=2), GREEDY)
     assert fake.context_length is None
+
+
+def test_er_generate_openai_end_to_end(server_url, tiny_model_dir, backend):
+    """`er generate --backend openai` against the real `er serve` process equals the HF backend."""
+    repo = Path(__file__).resolve().parents[2]
+    question = "What is 2 + 3?"
+    cmd = [sys.executable, "-m", "er_cli", "generate", "--backend", "openai", "--base-url", f"{server_url}/v1",
+           "--model", MODEL, "--tokenizer", str(tiny_model_dir), "--prompt", question,
+           "--think", "6", "--solution", "8"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    [want] = backend.generate([backend.chat_prompt(question)], Budget(think=6, solution=8), GREEDY)
+    assert record["completion_ids"] == list(want.completion_ids)
+    assert record["thinking_tokens"] == want.thinking_tokens and record["thinking_truncated"] == want.thinking_truncated
+    # without --tokenizer, a server model id that is not a local dir is a clear error
+    bad = subprocess.run(cmd[: cmd.index("--tokenizer")] + cmd[cmd.index("--prompt"):], capture_output=True,
+                         text=True, timeout=60, cwd=repo)
+    assert bad.returncode != 0 and "--tokenizer" in bad.stderr

@@ -108,3 +108,26 @@ def test_closed_checker_raises():
     chk.close()
     with pytest.raises(PoolClosedError):
         chk.check("1", THINK + "\\boxed{1}")
+
+
+# prose in the box, no box at all, and controls that must not change
+FALLBACK_CASES = [
+    ("105", "...</think> So \\boxed{the answer is 105}.", MathStatus.WRONG, MathStatus.CORRECT),
+    ("105", "...</think> The final answer is 105.", MathStatus.NO_ANSWER, MathStatus.CORRECT),
+    ("\\frac{1}{2}", "...</think> Therefore the answer is $\\frac{1}{2}$.", MathStatus.NO_ANSWER, MathStatus.CORRECT),
+    ("105", "...</think> So \\boxed{the answer is 104}.", MathStatus.WRONG, MathStatus.WRONG),
+    ("105", "...</think> The final answer is 104.", MathStatus.NO_ANSWER, MathStatus.WRONG),
+    ("105", "...</think> I cannot solve this.", MathStatus.NO_ANSWER, MathStatus.NO_ANSWER),
+    ("105", "thinking 105 but never closed", MathStatus.NO_ANSWER, MathStatus.NO_ANSWER),
+    ("105", "...</think> \\boxed{105}", MathStatus.CORRECT, MathStatus.CORRECT),
+    ("105", "...</think> \\boxed{104}, the answer is 105", MathStatus.WRONG, MathStatus.WRONG),
+]
+
+
+def test_boxed_rule_is_the_default_and_the_fallback_an_option(checker):
+    items = [MathItem(gold, completion) for gold, completion, _, _ in FALLBACK_CASES]
+    assert [v.status for v in checker.check_batch(items)] == [want for _, _, want, _ in FALLBACK_CASES]
+    with MathChecker(config=MathCheckerConfig(workers=1, answer_fallback=True)) as lenient:
+        got = lenient.check_batch(items)
+    assert [v.status for v in got] == [want for _, _, _, want in FALLBACK_CASES]
+    assert got[0].extracted == "105" and "fallback" in got[0].reason
