@@ -56,8 +56,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         )
         help_text = f.metadata.get("help", "") + f" (default: {default!r})"
         parser.add_argument(
-            f"--{prefix}{f.name.replace('_', '-')}", dest=f"{prefix}{f.name}", type=_optional(conv) if optional else conv,
-            default=default, help=help_text, metavar=getattr(base, "__name__", "VALUE").upper(),
+            f"--{prefix}{f.name.replace('_', '-')}", dest=f"{prefix}{f.name}",
+            type=_optional(conv) if optional else conv, default=default, help=help_text,
+            metavar=getattr(base, "__name__", "VALUE").upper(),
         )
 
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``er`` command line; returns the exit code."""
     parser = build_parser()
     ns = parser.parse_args(argv)
     if not getattr(ns, "func", None):

@@ -167,7 +167,8 @@ class SpecialTokens:
 
     @classmethod
     def from_tokenizer(
-        cls, tokenizer: Any, think_end: str = "</think>", think_start: str = "<think>", eos_ids: Sequence[int] | None = None
+        cls, tokenizer: Any, think_end: str = "</think>", think_start: str = "<think>",
+        eos_ids: Sequence[int] | None = None,
     ) -> "SpecialTokens":
         """Resolve ids from a Hugging Face-style tokenizer (duck-typed).
 
@@ -297,10 +298,12 @@ class BudgetTracker:
     # ----------------------------------------------------------------- queries
     @property
     def done(self) -> bool:
+        """Whether the completion is finished."""
         return self.phase is Phase.DONE
 
     @property
     def thinking_truncated(self) -> bool:
+        """Whether ``</think>`` was forced (thinking hit its budget or sampled EOS)."""
         return any(self._forced)
 
     def remaining(self) -> int | None:
@@ -450,7 +453,8 @@ class BudgetTracker:
     def result(self, text: str | None = None) -> BudgetedCompletion:
         """The finished record. Raises if the completion is not done yet."""
         if self.phase is not Phase.DONE:
-            raise RuntimeError(f"result() called in phase {self.phase.value!r}; feed tokens until done or call finish().")
+            raise RuntimeError(f"result() called in phase {self.phase.value!r}; feed tokens until done or call "
+                               "finish().")
         env_mask = tuple(1 if (not f or self.budget.train_forced_token) else 0 for f in self._forced)
         return BudgetedCompletion(
             prompt_ids=self.prompt_ids,

@@ -216,6 +216,7 @@ class EpisodeRecord:
 
     @property
     def prompt_ids(self) -> tuple[int, ...]:
+        """The prompt's token ids."""
         return self.completion.prompt_ids
 
     def to_dict(self) -> dict[str, Any]:

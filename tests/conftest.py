@@ -67,3 +67,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out)
     return out
+
+
+# resource fixtures -> markers, so `pytest -m docker` / `-m shared_data` select what needs them
+_FIXTURE_MARKERS = {"docker_engine": "docker", "shared_data": "shared_data"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in _FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)

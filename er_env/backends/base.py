@@ -63,6 +63,7 @@ class SamplingConfig:
 
     @property
     def greedy(self) -> bool:
+        """Whether sampling is greedy (temperature 0)."""
         return self.temperature == 0
 
 
@@ -115,6 +116,7 @@ class Backend(abc.ABC):
         return list(self.tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """Detokenize ids, special tokens kept."""
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)  # type: ignore[attr-defined]
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -53,11 +53,13 @@ class Problem:
         if self.task == "math" and not self.answers:
             raise ProblemError(f"Problem {self.id!r}: a math problem needs at least one gold answer.")
         if self.answers_required not in ("any", "all"):
-            raise ProblemError(f"Problem {self.id!r}: answers_required must be 'any' or 'all', got {self.answers_required!r}.")
+            raise ProblemError(f"Problem {self.id!r}: answers_required must be 'any' or 'all', got "
+                               f"{self.answers_required!r}.")
         if self.task == "code" and not self.tests:
             raise ProblemError(f"Problem {self.id!r}: a code problem needs a test spec (tests=...).")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (inverse of :meth:`from_dict`)."""
         return {
             "id": self.id, "task": self.task, "question": self.question, "answers": list(self.answers),
             "answers_required": self.answers_required, "tests": dict(self.tests) if self.tests else None,
@@ -66,6 +68,7 @@ class Problem:
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> "Problem":
+        """Build a problem from :meth:`to_dict`'s form; a bad row raises :class:`ProblemError`."""
         try:
             return cls(
                 id=str(row["id"]), task=row["task"], question=row["question"],

@@ -1,16 +1,16 @@
-"""Prompt templates: a :class:`~er_env.data.schema.Problem` -> chat messages -> token ids.
+r"""Prompt templates: a :class:`~er_env.data.schema.Problem` -> chat messages -> token ids.
 
 Two templates, as in the Elastic Reasoning paper's training and evaluation code:
 
 - ``"deepscaler"`` (math): the problem followed by DeepScaleR's instruction
-  ``Let's think step by step and output the final answer within \\boxed{}.``
+  ``Let's think step by step and output the final answer within \boxed{}.``
 - ``"code"`` (LiveCodeBench / DeepCoder style): the statement, then a format
   section that asks for one fenced Python block, either completing the starter code
   (call-based and LeetCode problems) or reading stdin and writing stdout.
 
 Messages are rendered with the tokenizer's own chat template
 (``apply_chat_template(..., add_generation_prompt=True)``), so an R1-style template
-ends the prompt with ``<｜Assistant｜><think>\\n`` and the model starts thinking.
+ends the prompt with ``<｜Assistant｜><think>\n`` and the model starts thinking.
 No system message is used: the R1-distill models the paper trains were tuned
 without one. Stdlib only; the tokenizer is duck-typed.
 """

@@ -100,7 +100,8 @@ class CodeReward(SandboxReward):
         """Request options for ``problem``: the reward's own, then the problem's ``metadata["limits"]``."""
         limits = {k: self.options[k] for k in _LIMITS if k in self.options}
         limits.update({k: v for k, v in dict(problem.metadata.get("limits") or {}).items() if v is not None})
-        out = {k: self.options[k] for k in ("compare_mode", "stop_on_first_failure") if k in self.options}
+        out: dict[str, Any] = {k: self.options[k] for k in ("compare_mode", "stop_on_first_failure")
+                               if k in self.options}
         if limits:
             out["limits"] = limits
         return out
@@ -125,4 +126,5 @@ class CodeReward(SandboxReward):
             group.items.append({"completion": completions[i], "tests": dict(problem.tests or {})})
         return list(groups.values()), broken
 
-    _result = staticmethod(_result)
+    def _result(self, reply: Any) -> RewardResult:
+        return _result(reply)

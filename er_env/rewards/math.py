@@ -81,6 +81,5 @@ class MathReward(SandboxReward):
         details = {"extracted": reply.extracted, "matched_gold": reply.matched_gold, "reason": reply.reason,
                    "elapsed_s": reply.elapsed_s}
         if reply.is_error:
-            return error_result(reply.reason, **{k: v for k, v in details.items() if k != "reason"},
-                                reason=reply.reason)
+            return error_result(reply.reason, **{k: v for k, v in details.items() if k != "reason"})
         return RewardResult(reward=float(reply.reward), verdict=reply.status.wire_name, details=details)
