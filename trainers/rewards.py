@@ -157,7 +157,7 @@ class _RewardFunc:
 
 
 def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = "none", tokenizer: Any = None,
-                     reward: Any = None, **reward_kwargs: Any) -> TRLRewardFunc:
+                     reward: Any = None, name: str | None = None, **reward_kwargs: Any) -> TRLRewardFunc:
     """A TRL reward function for ``task``, backed by ``er_env.rewards.default_reward``.
 
     Args:
@@ -167,6 +167,8 @@ def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = 
             ``"raise"`` (:class:`~er_env.rewards.base.RewardError`).
         tokenizer: decodes ``completion_ids`` when the rollout gave no completion text.
         reward: an ``er_env`` reward function to wrap instead of the default one.
+        name: the function's ``__name__`` (TRL's metric key); default ``"<task>_reward"``. Give
+            each of several reward functions of one task its own name, or their metrics merge.
         **reward_kwargs: passed to ``default_reward`` (checker or judge settings).
 
     Returns:
@@ -185,7 +187,7 @@ def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = 
         from er_env.rewards import default_reward
 
         reward = default_reward(task, endpoint=endpoint, **reward_kwargs)
-    return _RewardFunc(task, reward, on_error, tokenizer, f"{task}_reward")
+    return _RewardFunc(task, reward, on_error, tokenizer, name or f"{task}_reward")
 
 
 def math_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,

@@ -13,13 +13,18 @@ from trainers.rewards import make_reward_func
 from trainers.rollout import make_rollout_func, problems_to_dataset
 
 
+DENSE_SEEN: list[list[float]] = []
+
+
 def solution_length(problems, completions):
     """A dense er_env reward (solution characters / 100), so every group has a learning signal.
 
     The tiny model never solves the math problems (the math reward is 0 for all), and a zero
     reward variance gives zero advantages and no update; this reward keeps the test meaningful.
     """
-    return [RewardResult(len(solution_phase(c) or "") / 100.0, "scored") for c in completions]
+    out = [len(solution_phase(c) or "") / 100.0 for c in completions]
+    DENSE_SEEN.append(out)
+    return [RewardResult(r, "scored") for r in out]
 
 
 @pytest.mark.slow
@@ -29,6 +34,7 @@ def test_grpo_trains_on_budgeted_rollouts(tiny_model_dir, math_problems, make_gr
     from trl import GRPOTrainer
 
     seen_rollouts, seen_batches = [], []
+    DENSE_SEEN.clear()
     rollout = make_rollout_func(math_problems, Budget(think=16, solution=16), SamplingConfig(temperature=1.0, seed=0))
 
     def recording_rollout(prompts, trainer):
@@ -46,7 +52,7 @@ def test_grpo_trains_on_budgeted_rollouts(tiny_model_dir, math_problems, make_gr
         warnings.simplefilter("ignore")
         trainer = RecordingTrainer(
             model=str(tiny_model_dir), processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
-            reward_funcs=[make_reward_func("math", reward=solution_length), make_reward_func("math")],
+            reward_funcs=[make_reward_func("math", reward=solution_length, name="solution_length"), make_reward_func("math")],
             args=make_grpo_args(tmp_path, max_steps=2), train_dataset=problems_to_dataset(math_problems),
             rollout_func=recording_rollout,
         )
@@ -68,7 +74,15 @@ def test_grpo_trains_on_budgeted_rollouts(tiny_model_dir, math_problems, make_gr
             forced_seen += env_mask.count(0)
     assert forced_seen > 0, "t=16 should force </think> somewhere in 16 completions"
     logs = [h for h in trainer.state.log_history if "reward" in h]
-    assert logs and all(h["rewards/math_reward/mean"] >= 0 for h in logs)
+    assert len(logs) == 2
+    # what TRL logged is what the budgeted rollouts earned: the summed reward per step is the mean
+    # dense reward of that step's completions plus the (real, graded) math reward's mean
+    assert len(DENSE_SEEN) == 2
+    for h, dense in zip(logs, DENSE_SEEN, strict=True):
+        assert 0.0 <= h["rewards/math_reward/mean"] <= 1.0
+        assert sum(dense) > 0
+        assert h["rewards/solution_length/mean"] == pytest.approx(sum(dense) / len(dense), abs=1e-5)
+        assert h["reward"] == pytest.approx(sum(dense) / len(dense) + h["rewards/math_reward/mean"], abs=1e-5)
     changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert changed, "no parameter changed after two GRPO steps"
 
