@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Sequence
 
 from er_env.backends.base import Backend, BackendError, DependencyNotInstalled, SamplingConfig
@@ -47,6 +46,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise DependencyNotInstalled(
         f"The 'hf' backend needs torch and transformers ({exc}). Install them: pip install torch transformers"
     ) from exc
+
+from er_env.backends.decoding import CachedDecoder  # noqa: E402 - needs torch, checked above
 
 __all__ = ["HFBackend"]
 
@@ -132,12 +133,7 @@ class HFBackend(Backend):
         self.vocab_size = int(model.get_input_embeddings().weight.shape[0])
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.special.eos))
-        self._keep_arg = self._logits_to_keep_arg()
-
-    # ------------------------------------------------------------------ setup
-    def _logits_to_keep_arg(self) -> str | None:
-        params = inspect.signature(self.model.forward).parameters
-        return next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in params), None)
+        self._decoder = CachedDecoder(self.model, self.pad_id)
 
     # ------------------------------------------------------------- generation
     def generate(
@@ -205,98 +201,35 @@ class HFBackend(Backend):
             raise ValueError(f"prompts[{index}] holds ids {bad[:5]} outside the vocabulary [0, {self.vocab_size}).")
         return ids
 
-    @staticmethod
-    def _wants_tokens(tracker: BudgetTracker, stop_at_solution: bool) -> bool:
-        return not tracker.done and not (stop_at_solution and tracker.phase is Phase.SOLUTION)
-
-    def _forward(self, ids: Any, attn: Any, pos: Any, cache: Any = None) -> tuple[Any, Any]:
-        kwargs = {self._keep_arg: 1} if self._keep_arg else {}
-        out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True, **kwargs
-        )
-        return out.logits[:, -1, :].float(), out.past_key_values
-
-    @torch.inference_mode()
     def _decode(
         self, trackers: list[BudgetTracker], sampling: SamplingConfig, generator: Any, stop_at_solution: bool
     ) -> None:
-        """Decode until every tracker is done (or has reached its solution phase).
-
-        Each step feeds one token per live row: the row's next sampled token, or the
-        next of its pending tokens (the sampled token followed by forced ``</think>``
-        ids, which go through the model once, into the same cache).
-        """
-        rows = [tr for tr in trackers if self._wants_tokens(tr, stop_at_solution)]
-        if not rows:
-            return
-        prefixes = [tr.solution_prefix() for tr in rows]
-        width = max(len(p) for p in prefixes)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, prefix in enumerate(prefixes):
-            ids[r, width - len(prefix) :] = torch.tensor(prefix, dtype=torch.long)
-            attn[r, width - len(prefix) :] = 1
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        attn, next_pos = attn.to(self.device), pos[:, -1].to(self.device) + 1
-        logits, cache = self._forward(ids.to(self.device), attn, pos.to(self.device))
-        pending: list[list[int]] = [[] for _ in rows]
-        active = [True] * len(rows)
-        while True:
-            toks, lps = _sample(logits, sampling, generator)
-            step, live = [self.pad_id] * len(rows), [0] * len(rows)
-            for r, tr in enumerate(rows):
-                if not active[r]:
-                    continue
-                if not pending[r]:
-                    before = len(tr.completion_ids)
-                    tr.feed([toks[r]], [lps[r]] if sampling.logprobs else None)
-                    pending[r] = tr.completion_ids[before:]
-                    if not self._wants_tokens(tr, stop_at_solution) or not pending[r]:
-                        active[r], pending[r] = False, []
-                        if not tr.done and not stop_at_solution:  # defensive: a tracker that kept nothing
-                            tr.finish("length")
-                        continue
-                step[r], live[r] = pending[r].pop(0), 1
-            if not any(live):
-                return
-            if not all(active) and hasattr(cache, "batch_select_indices"):  # drop finished rows from the batch
-                keep = [r for r in range(len(rows)) if active[r]]
-                index = torch.tensor(keep, dtype=torch.long, device=self.device)
-                cache.batch_select_indices(index)
-                attn, next_pos = attn[index], next_pos[index]
-                rows, pending = [rows[r] for r in keep], [pending[r] for r in keep]
-                step, live, active = [step[r] for r in keep], [1] * len(keep), [True] * len(keep)
-            live_t = torch.tensor(live, dtype=torch.long, device=self.device)
-            attn = torch.cat([attn, live_t[:, None]], dim=1)
-            step_t = torch.tensor(step, dtype=torch.long, device=self.device)[:, None]
-            logits, cache = self._forward(step_t, attn, next_pos[:, None], cache)
-            next_pos = next_pos + live_t
+        """Decode until every tracker is done (or has reached its solution phase), in one batch."""
+        rows = [_TrackerRow(tr, stop_at_solution, sampling.logprobs) for tr in trackers
+                if _wants_tokens(tr, stop_at_solution)]
+        self._decoder.run(rows, [row.tracker.solution_prefix() for row in rows], sampling, generator)
 
 
-def _sample(logits: Any, sampling: SamplingConfig, generator: Any) -> tuple[list[int], list[float]]:
-    """Pick one token per row; return ids and their logprobs (see module docstring)."""
-    if sampling.greedy:
-        logp = torch.log_softmax(logits, dim=-1)
-        toks = logits.argmax(dim=-1)
-    else:
-        scaled = logits / sampling.temperature
-        logp = torch.log_softmax(scaled, dim=-1)
-        filtered = _filter_top_k_top_p(scaled, sampling.top_k, sampling.top_p)
-        probs = torch.softmax(filtered, dim=-1)
-        toks = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    chosen = logp.gather(-1, toks[:, None]).squeeze(-1)
-    return toks.tolist(), chosen.tolist()
+def _wants_tokens(tracker: BudgetTracker, stop_at_solution: bool) -> bool:
+    return not tracker.done and not (stop_at_solution and tracker.phase is Phase.SOLUTION)
 
 
-def _filter_top_k_top_p(scores: Any, top_k: int, top_p: float) -> Any:
-    """Mask (to -inf) tokens outside the top-k and outside the top-p nucleus."""
-    if top_k is not None and top_k > 0 and top_k < scores.shape[-1]:
-        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_scores, sorted_idx = torch.sort(scores, descending=True, dim=-1)
-        cum = torch.softmax(sorted_scores, dim=-1).cumsum(dim=-1)
-        drop = cum - torch.softmax(sorted_scores, dim=-1) >= top_p  # keep the token that crosses top_p
-        drop_orig = torch.zeros_like(drop).scatter(-1, sorted_idx, drop)
-        scores = scores.masked_fill(drop_orig, float("-inf"))
-    return scores
+class _TrackerRow:
+    """A :class:`~er_env.backends.decoding.DecodeRow` whose rules are the budget tracker's."""
+
+    def __init__(self, tracker: BudgetTracker, stop_at_solution: bool, logprobs: bool) -> None:
+        self.tracker, self.stop_at_solution, self.logprobs = tracker, stop_at_solution, logprobs
+
+    def forced_next(self) -> int | None:
+        return None  # the tracker forces </think> itself, after the sampled token
+
+    def accept(self, token: int, logprob: float) -> list[int] | None:
+        tracker = self.tracker
+        before = len(tracker.completion_ids)
+        tracker.feed([token], [logprob] if self.logprobs else None)
+        fed = list(tracker.completion_ids[before:])  # the token, then any forced </think> ids
+        if not _wants_tokens(tracker, self.stop_at_solution) or not fed:
+            if not tracker.done and not self.stop_at_solution:  # defensive: a tracker that kept nothing
+                tracker.finish("length")
+            return None
+        return fed

@@ -15,9 +15,11 @@ small server as from ``vllm serve``:
   the ``<think>``/``</think>`` ids): once the tokens after the last ``<think>``
   (prompt included) reach the budget, the ``</think>`` ids are forced.
 
-Logprobs are the sampled token's log-probability at the sampling temperature,
-before top-k/top-p filtering (greedy: the plain model distribution), as
-``er_env.backends.hf`` reports them.
+Decoding and sampling are :mod:`er_env.backends.decoding`'s (the same loop and sampler
+as ``er_env.backends.hf``); this module only adds the request rules above, as a
+:class:`~er_env.backends.decoding.DecodeRow`. Logprobs are therefore the ones the HF
+backend reports: the chosen token's log-probability at the sampling temperature, before
+top-k/top-p filtering (greedy: the plain model distribution).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from er_env.backends.base import SamplingConfig
 from er_env.tokens import merge_eos_ids
 
 __all__ = ["GenerationParams", "GenerationResult", "TransformersGenerator"]
@@ -100,6 +103,8 @@ class TransformersGenerator:
     ) -> None:
         import torch
 
+        from er_env.backends.decoding import CachedDecoder
+
         self._torch = torch
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -112,6 +117,8 @@ class TransformersGenerator:
         self.think_start_ids = tuple(tokenizer.encode(think_start, add_special_tokens=False))
         self.think_end_ids = tuple(tokenizer.encode(think_end, add_special_tokens=False))
         self.vocab_size = int(model.get_input_embeddings().weight.shape[0])
+        pad = tokenizer.pad_token_id
+        self._decoder = CachedDecoder(self.model, pad if pad is not None else min(self.eos_ids))
         self._lock = threading.Lock()  # one forward pass at a time; requests queue here
 
     def generate(self, prompt_ids: Sequence[int], params: GenerationParams) -> GenerationResult:
@@ -140,59 +147,14 @@ class TransformersGenerator:
             return self._decode(prompt, max_tokens, params)
 
     def _decode(self, prompt: list[int], max_tokens: int, params: GenerationParams) -> GenerationResult:
-        torch = self._torch
         gen = None
         if params.seed is not None and params.temperature > 0:
-            gen = torch.Generator(device=self.device).manual_seed(int(params.seed))
-        stops = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_ids))
-        out: list[int] = []
-        lps: list[float] = []
-        finish, stop_reason = "length", None
-        cache, step_ids = None, prompt
-        while len(out) < max_tokens:
-            logits, cache = self._forward(step_ids, len(prompt) + len(out) - len(step_ids), cache)
-            forced = self._forced_token(prompt, out, params.thinking_token_budget)
-            tok, lp = self._pick(logits, params, gen, forced)
-            out.append(tok)
-            lps.append(lp)
-            step_ids = [tok]
-            if tok in stops:
-                finish, stop_reason = "stop", (tok if tok in params.stop_token_ids else None)
-                break
-            hit = self._stop_string(out, params.stop)
-            if hit is not None:
-                finish, stop_reason = "stop", hit
-                break
-        text = self._text(out, finish, stop_reason, params)
-        return GenerationResult(tuple(out), tuple(lps), text, finish, stop_reason)
-
-    def _forward(self, ids: list[int], start: int, cache: Any) -> tuple[Any, Any]:
-        torch = self._torch
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        pos = torch.arange(start, start + len(ids), device=self.device)[None, :]
-        res = self.model(input_ids=input_ids, position_ids=pos, past_key_values=cache, use_cache=True)
-        return res.logits[0, -1, :].float(), res.past_key_values
-
-    def _pick(self, logits: Any, params: GenerationParams, gen: Any, forced: int | None) -> tuple[int, float]:
-        torch = self._torch
-        if params.temperature == 0:
-            logp = torch.log_softmax(logits, dim=-1)
-            tok = int(logits.argmax()) if forced is None else forced
-            return tok, float(logp[tok])
-        scaled = logits / params.temperature
-        logp = torch.log_softmax(scaled, dim=-1)
-        if forced is not None:
-            return forced, float(logp[forced])
-        if params.top_k and 0 < params.top_k < scaled.shape[-1]:
-            kth = torch.topk(scaled, params.top_k).values[-1]
-            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-        if params.top_p < 1.0:
-            sorted_scores, idx = torch.sort(scaled, descending=True)
-            probs = torch.softmax(sorted_scores, dim=-1)
-            drop = probs.cumsum(-1) - probs >= params.top_p  # keep the token that crosses top_p
-            scaled = scaled.masked_fill(torch.zeros_like(drop).scatter(0, idx, drop), float("-inf"))
-        tok = int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=gen))
-        return tok, float(logp[tok])
+            gen = self._torch.Generator(device=self.device).manual_seed(int(params.seed))
+        sampling = SamplingConfig(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        row = _RequestRow(self, prompt, max_tokens, params)
+        self._decoder.run([row], [prompt], sampling, gen)
+        text = self._text(row.out, row.finish, row.stop_reason, params)
+        return GenerationResult(tuple(row.out), tuple(row.logprobs), text, row.finish, row.stop_reason)
 
     def _forced_token(self, prompt: list[int], out: list[int], budget: int | None) -> int | None:
         """Return the ``</think>`` id to force next under vLLM's native thinking cap, or None."""
@@ -231,3 +193,31 @@ def _last_index(seq: Sequence[int], pattern: Sequence[int]) -> int:
         if tuple(seq[i : i + n]) == tuple(pattern):
             return i
     return -1
+
+
+class _RequestRow:
+    """One request as a :class:`~er_env.backends.decoding.DecodeRow`, with vLLM's stop rules."""
+
+    def __init__(self, gen: TransformersGenerator, prompt: list[int], max_tokens: int,
+                 params: GenerationParams) -> None:
+        self.gen, self.prompt, self.max_tokens, self.params = gen, prompt, max_tokens, params
+        self.stops = set(params.stop_token_ids) | (set() if params.ignore_eos else set(gen.eos_ids))
+        self.out: list[int] = []
+        self.logprobs: list[float] = []
+        self.finish: str = "length"
+        self.stop_reason: int | str | None = None
+
+    def forced_next(self) -> int | None:
+        return self.gen._forced_token(self.prompt, self.out, self.params.thinking_token_budget)
+
+    def accept(self, token: int, logprob: float) -> list[int] | None:
+        self.out.append(token)
+        self.logprobs.append(logprob)
+        if token in self.stops:
+            self.finish, self.stop_reason = "stop", (token if token in self.params.stop_token_ids else None)
+            return None
+        hit = self.gen._stop_string(self.out, self.params.stop)
+        if hit is not None:
+            self.finish, self.stop_reason = "stop", hit
+            return None
+        return None if len(self.out) >= self.max_tokens else [token]

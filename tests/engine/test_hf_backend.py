@@ -207,7 +207,7 @@ def test_model_failure_is_backend_error(backend, prompts, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("simulated device failure")
 
-    monkeypatch.setattr(backend, "_forward", broken)
+    monkeypatch.setattr(backend._decoder, "forward", broken)
     with pytest.raises(BackendError, match="simulated device failure"):
         backend.generate(prompts[:1], Budget(think=4, solution=4), GREEDY)
 
