@@ -5,7 +5,7 @@ Measures, side by side in one run:
 1. Judged LeetCode reference solutions per second (assert-style ``check(candidate)`` tests from
    ``../shared/data/code/leetcode_train.json``), each method with the same concurrency (``--concurrency``):
 
-   - ``docker pool``: :class:`sandbox.judge.Judge` over :class:`sandbox.isolation.docker.DockerBackend`
+   - ``docker pool``: :class:`sandbox.core.judge.Judge` over :class:`sandbox.isolation.docker.DockerBackend`
      (warm locked-down containers, zygote fork per test);
    - ``process pool``: the same judge over the ``process`` backend (no Docker), for reference;
    - ``LCB-style``: LiveCodeBench's grader approach, reimplemented minimally: per submission a
@@ -43,10 +43,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sandbox.harness import LEETCODE_PRELUDE  # noqa: E402
+from sandbox.core.judge import Judge, JudgeConfig, Submission  # noqa: E402
+from sandbox.core.verdicts import Verdict  # noqa: E402
 from sandbox.isolation.docker import NO_IPC_SYSCTLS, RUNNER_CAPS  # noqa: E402
-from sandbox.judge import Judge, JudgeConfig, Submission  # noqa: E402
-from sandbox.verdicts import Verdict  # noqa: E402
+from sandbox.runner.harness import LEETCODE_PRELUDE  # noqa: E402
 
 DATA = Path(os.environ.get("ER_SHARED_DATA", REPO.parent / "shared" / "data")) / "code" / "leetcode_train.json"
 SECTION = "## Sandbox throughput"
@@ -115,7 +115,7 @@ def _assert_spec(problem: dict):
 
 
 def _spec_obj(problem: dict):
-    from sandbox.spec import TestSpec
+    from sandbox.core.spec import TestSpec
 
     return TestSpec.from_dict({"kind": "assert", "test_code": problem["test_code"]})
 

@@ -87,9 +87,9 @@ def _make_backend(cfg: GenerateConfig):
 
 
 def _run(ns: argparse.Namespace) -> int:
+    from er_cli import dataclass_from_args
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
-    from er_cli import dataclass_from_args
 
     cfg = dataclass_from_args(GenerateConfig, ns)
     if cfg.think is None:

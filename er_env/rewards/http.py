@@ -1,6 +1,6 @@
 """Shared plumbing of the sandbox-backed rewards: one client, in-process or over HTTP.
 
-:class:`SandboxReward` owns a :class:`sandbox.client.SandboxClient`: in-process
+:class:`SandboxReward` owns a :class:`sandbox.service.client.SandboxClient`: in-process
 (``endpoint=None``: the judge and math checker run in this process) or remote
 (``endpoint="http://host:8000"``: an ``er sandbox serve`` gateway). Subclasses
 (:class:`~er_env.rewards.code.CodeReward`, :class:`~er_env.rewards.math.MathReward`)
@@ -45,9 +45,9 @@ class SandboxReward:
     Args:
         endpoint: reward server URL, or ``None`` to run in-process.
         raise_on_error: raise :class:`RewardError` instead of returning error results.
-        client_options: :class:`sandbox.client.SandboxClient` keyword arguments
+        client_options: :class:`sandbox.service.client.SandboxClient` keyword arguments
             (``timeout_s``, ``max_retries``, ``backoff_s``, ``max_concurrency``, ``batch_size``...).
-        service_options: in-process only: :class:`sandbox.service.ServiceConfig` keyword arguments.
+        service_options: in-process only: :class:`sandbox.service.service.ServiceConfig` keyword arguments.
 
     """
 
@@ -61,7 +61,7 @@ class SandboxReward:
         self._client_options = dict(client_options or {})
         self._service_config: Any = None
         if endpoint is None:  # validate the in-process settings now, start nothing yet
-            from sandbox.service import ServiceConfig
+            from sandbox.service.service import ServiceConfig
 
             self._service_config = ServiceConfig(**dict(service_options or {}))
         self._client: Any = None
@@ -71,9 +71,9 @@ class SandboxReward:
 
     @property
     def client(self) -> Any:
-        """The :class:`sandbox.client.SandboxClient` (built on first use)."""
+        """The :class:`sandbox.service.client.SandboxClient` (built on first use)."""
         if self._client is None:
-            from sandbox.client import SandboxClient
+            from sandbox.service.client import SandboxClient
 
             self._client = SandboxClient(self.endpoint, service_config=self._service_config, **self._client_options)
         return self._client

@@ -38,7 +38,7 @@ class MathReward(SandboxReward):
     Args:
         endpoint: reward server URL, or ``None`` to check in-process.
         raise_on_error: raise ``RewardError`` instead of returning error results.
-        client_options: :class:`sandbox.client.SandboxClient` keyword arguments.
+        client_options: :class:`sandbox.service.client.SandboxClient` keyword arguments.
         **checker_kwargs: in-process only: :class:`sandbox.mathcheck.MathCheckerConfig` fields
             (``timeout_s``, ``workers``, ``fallback_to_thinking``...). With an endpoint these are
             the server's settings (``er sandbox serve --math-timeout-s ...``) and are rejected here.

@@ -1,7 +1,7 @@
 """The isolation backend interface: run a RunJob inside a boundary, get a RunOutcome.
 
 A backend moves a RunJob (a plain JSON-able dict, protocol documented in
-:mod:`sandbox.runner`) across an isolation boundary, runs :func:`sandbox.runner.run_job`
+:mod:`sandbox.runner.job`) across an isolation boundary, runs :func:`sandbox.runner.job.run_job`
 there, and returns the RunOutcome dict unchanged. Implementations:
 
 - ``process`` (:mod:`sandbox.isolation.process`): pre-forked runner subprocesses with
@@ -10,7 +10,7 @@ there, and returns the RunOutcome dict unchanged. Implementations:
 - ``socket`` (:mod:`sandbox.isolation.socket`): compose workers over unix sockets.
 
 Contract: ``execute`` never raises for anything the user program does (those are test
-statuses inside the outcome). It raises :class:`~sandbox.errors.SandboxError` when the
+statuses inside the outcome). It raises :class:`~sandbox.core.errors.SandboxError` when the
 boundary itself fails (worker died, timed out, malformed answer); the judge turns that
 into ``INTERNAL_ERROR``, never into a wrong answer.
 """
@@ -21,16 +21,16 @@ import abc
 import asyncio
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
 
 __all__ = ["IsolationBackend", "RunJob", "RunOutcome", "SandboxError", "BackendUnavailable",
            "RunnerProtocolError", "check_outcome", "job_deadline_s"]
 
 RunJob = dict[str, Any]
-"""A RunJob dict, see :mod:`sandbox.runner` (protocol 1)."""
+"""A RunJob dict, see :mod:`sandbox.runner.job` (protocol 1)."""
 
 RunOutcome = dict[str, Any]
-"""A RunOutcome dict, see :mod:`sandbox.runner` (protocol 1)."""
+"""A RunOutcome dict, see :mod:`sandbox.runner.job` (protocol 1)."""
 
 
 class IsolationBackend(abc.ABC):
@@ -103,7 +103,7 @@ def job_deadline_s(job: RunJob, slack_s: float = 30.0) -> float:
     Returns:
         Seconds: number of tests x wall limit (+ the compile wall limit for C++) + slack.
     """
-    from sandbox.runner import COMPILE_LIMITS, DEFAULT_LIMITS
+    from sandbox.runner.job import COMPILE_LIMITS, DEFAULT_LIMITS
 
     wall = (job.get("limits") or {}).get("wall_time_limit_s") or DEFAULT_LIMITS["wall_time_limit_s"]
     n_tests = len(job.get("tests") or [1])

@@ -1,9 +1,9 @@
 """Docker isolation: a pool of warm, locked-down worker containers (library use, no compose).
 
 Each pool slot is one long-lived container of the worker image
-(``sandbox/docker/Dockerfile.worker``) running ``python3 -m sandbox.runner --serve``; the
+(``sandbox/docker/Dockerfile.worker``) running ``python3 -m sandbox.runner.job --serve``; the
 backend talks to it over the attached stdin/stdout (one RunJob JSON line in, one RunOutcome
-line out, see :mod:`sandbox.runner`). Jobs go to a free container; callers block while all are
+line out, see :mod:`sandbox.runner.job`). Jobs go to a free container; callers block while all are
 busy, so ``pool_size`` bounds concurrency.
 
 Lock-down of every container (see :class:`DockerBackendConfig` for the knobs):
@@ -25,7 +25,7 @@ Failures: a container that dies, answers garbage or does not answer within
 :func:`~sandbox.isolation.base.job_deadline_s` (the runner enforces the per-test limits itself, so
 this only happens when the runner is broken) is killed and replaced in the background; the job
 is retried once on another container when the container died before answering, else
-:class:`~sandbox.errors.SandboxError` is raised, which the judge reports as INTERNAL_ERROR. A
+:class:`~sandbox.core.errors.SandboxError` is raised, which the judge reports as INTERNAL_ERROR. A
 user program's TLE/MLE/RE is an ordinary test status in the outcome, never an exception.
 
 Example::
@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
 from sandbox.isolation.base import IsolationBackend, RunJob, RunOutcome, check_outcome, job_deadline_s
 from sandbox.isolation.docker_image import WORKER_IMAGE, ensure_worker_image
 
@@ -173,7 +173,7 @@ class _Worker:
         self.api = backend.client.api
         create, host = backend.container_kwargs()
         self.container_id = self.api.create_container(
-            cfg.image, ["python3", "-m", "sandbox.runner", "--serve"], host_config=self.api.create_host_config(**host),
+            cfg.image, ["python3", "-m", "sandbox.runner.job", "--serve"], host_config=self.api.create_host_config(**host),
             **create)["Id"]
         self.id = self.container_id[:12]
         try:
@@ -392,7 +392,7 @@ class DockerBackend(IsolationBackend):
 
     def _check_memory(self, job: RunJob) -> None:
         """Refuse a per-test memory limit the container cannot hold (the kernel OOM killer, not MLE, would end it)."""
-        from sandbox.runner import DEFAULT_LIMITS
+        from sandbox.runner.job import DEFAULT_LIMITS
 
         wanted = (job.get("limits") or {}).get("memory_limit_bytes") or DEFAULT_LIMITS["memory_limit_bytes"]
         room = self.config.memory_limit_bytes - _RUNNER_HEADROOM_BYTES

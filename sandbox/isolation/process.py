@@ -1,12 +1,12 @@
 """The ``process`` isolation backend: pre-forked runner subprocesses, no Docker needed.
 
-Each worker is ``python3 -m sandbox.runner --serve`` started under ``unshare`` with the
+Each worker is ``python3 -m sandbox.runner.job --serve`` started under ``unshare`` with the
 namespaces this machine permits (probed at start: net, pid + mount with a fresh /proc,
 ipc, uts; each dropped if refused, see :meth:`ProcessBackend.health`), a private tmpfs on
 /tmp when it has a mount namespace, and its own sandbox uid (``base_uid + i``) so the
 after-test kill sweep and ``RLIMIT_NPROC`` never touch another worker's programs. Inside,
 the runner applies its per-test rules (fresh child, rlimits, uid drop, wiped working dir,
-process-group kill, subreaper sweep; see :mod:`sandbox.runner`). The worker and its zygote
+process-group kill, subreaper sweep; see :mod:`sandbox.runner.job`). The worker and its zygote
 stay warm, so a job costs one pipe round trip plus one fork per test.
 
 How much weaker than Docker this is, plainly:
@@ -26,7 +26,7 @@ How much weaker than Docker this is, plainly:
 - Without root, no uid drop happens: programs run as the calling user.
 - If the interpreter's files are not readable by the sandbox uid (e.g. a pyenv Python
   under ``/root``), programs can import only the modules the zygote preloaded
-  (:data:`sandbox.harness.PRELOAD_MODULES`); ``health()["stdlib_readable_by_sandbox_uid"]``
+  (:data:`sandbox.runner.harness.PRELOAD_MODULES`); ``health()["stdlib_readable_by_sandbox_uid"]``
   says so. Install Python system-wide (``/usr``) to lift this.
 
 Use it for development, CI and trusted-ish workloads; use ``docker`` for RL training on
@@ -48,9 +48,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.core.errors import BackendUnavailable, SandboxError
 from sandbox.isolation.base import IsolationBackend, check_outcome, job_deadline_s
 from sandbox.isolation.staging import runner_launch
-from sandbox.errors import BackendUnavailable, SandboxError
 
 __all__ = ["ProcessBackend", "ProcessBackendConfig", "probe_namespaces"]
 
@@ -166,7 +166,7 @@ def _claim_uid_range(workers: int) -> tuple[int, int]:
 
 
 class _Worker:
-    """One warm ``sandbox.runner --serve`` process."""
+    """One warm ``sandbox.runner.job --serve`` process."""
 
     def __init__(self, argv: list[str], uid: int, pythonpath: str = _REPO_ROOT) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath, "LANG": "C.UTF-8"}
@@ -225,7 +225,7 @@ class ProcessBackend(IsolationBackend):
             python, self._pythonpath = runner_launch(self.private_tmp)
         except OSError as exc:
             raise BackendUnavailable(f"cannot start the process backend's runner: {exc}") from exc
-        self._argv = _unshare_argv(self.namespaces) + [python, "-m", "sandbox.runner", "--serve"]
+        self._argv = _unshare_argv(self.namespaces) + [python, "-m", "sandbox.runner.job", "--serve"]
         if self.private_tmp:
             self._argv.append(f"--private-tmp={int(self.config.tmp_size_mb)}m")
         self._idle: queue.Queue[int] = queue.Queue()

@@ -1,9 +1,9 @@
 """Socket isolation: send RunJobs to compose workers over unix sockets in a shared directory.
 
 The compose ``worker`` service (``docker compose up --scale worker=N``) runs
-``python3 -m sandbox.runner_socket`` in containers with no network at all; each listens on
+``python3 -m sandbox.runner.socket_server`` in containers with no network at all; each listens on
 ``<socket_dir>/<container id>.sock`` in a volume shared with the gateway (see
-:mod:`sandbox.runner_socket`). This backend, used by the gateway, finds the sockets there
+:mod:`sandbox.runner.socket_server`). This backend, used by the gateway, finds the sockets there
 (re-scanning the directory, so scaled-up or restarted workers are picked up), sends each job
 to a worker it is not already using (one connection per job), and reads the RunOutcome line.
 
@@ -11,8 +11,8 @@ Failure handling: a socket that refuses connections (a stopped worker's leftover
 until the directory changes; a worker that hangs up before answering (container killed or
 restarted mid-job) makes the job retry once on another worker; a worker silent past
 :func:`~sandbox.isolation.base.job_deadline_s` or answering garbage raises
-:class:`~sandbox.errors.SandboxError` (INTERNAL_ERROR, never a verdict). With no reachable
-worker for ``wait_for_worker_s``, :class:`~sandbox.errors.BackendUnavailable` is raised; while workers
+:class:`~sandbox.core.errors.SandboxError` (INTERNAL_ERROR, never a verdict). With no reachable
+worker for ``wait_for_worker_s``, :class:`~sandbox.core.errors.BackendUnavailable` is raised; while workers
 exist but are all busy, jobs simply queue (one job per worker at a time).
 """
 
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
 from sandbox.isolation.base import IsolationBackend, RunJob, RunOutcome, check_outcome, job_deadline_s
 
 __all__ = ["SocketBackend", "SocketBackendConfig", "SocketIsolation", "DEFAULT_SOCKET_DIR"]
@@ -204,7 +204,7 @@ class SocketBackend(IsolationBackend):
 
     def health(self) -> dict[str, Any]:
         """Ping every idle worker socket; ``ok`` iff at least one worker answers."""
-        from sandbox.runner_socket import ping
+        from sandbox.runner.socket_server import ping
 
         with self._cond:
             paths = list(self._scan(force=True))

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from sandbox.judge import Judge, JudgeConfig, Submission
+from sandbox.core.judge import Judge, JudgeConfig, Submission
 
 # Small limits keep the adversarial programs short; memory well above Python's ~15 MB start-up.
 TEST_LIMITS = dict(cpu_time_limit_s=1.0, wall_time_limit_s=2.0, memory_limit_bytes=256 << 20,

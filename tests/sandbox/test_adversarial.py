@@ -40,8 +40,8 @@ from docker_helpers import (  # noqa: F401
     worker_image,
 )
 
-from sandbox.judge import Submission
-from sandbox.verdicts import Verdict
+from sandbox.core.judge import Submission
+from sandbox.core.verdicts import Verdict
 
 pytestmark = pytest.mark.docker
 
@@ -107,7 +107,7 @@ ATTACKS = [
     attack("read_host_source", "out = []\nfor p in %r:\n    try:\n        open(p).read(10)\n"
            "        out.append('read')\n"
            "    except OSError:\n        out.append('absent')\nprint(' '.join(out))"
-           % ([f"{REPO}/sandbox/server.py", f"{REPO}/pyproject.toml", "/proc/1/root/etc/hostname"],),
+           % ([f"{REPO}/sandbox/service/server.py", f"{REPO}/pyproject.toml", "/proc/1/root/etc/hostname"],),
            {V.AC}, expected="absent absent absent", backends=("docker",)),
     attack("write_outside_docker", "ok = []\nfor p in ['/tmp/x', '/var/tmp/x', '/dev/shm/x', '/etc/x', '/usr/x', "
            "'/opt/er/lib/sandbox/x', '/x', '/root/x', '/run/x', '/dev/x', '/proc/x', '/sys/x']:\n    try:\n"
@@ -210,7 +210,7 @@ def _skip_if_not_meaningful(a: Attack, name: str, backend) -> None:
     if name not in a.backends:
         pytest.skip(f"{a.name}: the {name} backend does not protect against this (see module docstring)")
     if name == "process" and a.needs and not backend.health().get("stdlib_readable_by_sandbox_uid", True):
-        from sandbox.harness import PRELOAD_MODULES
+        from sandbox.runner.harness import PRELOAD_MODULES
 
         missing = [m for m in a.needs if m not in PRELOAD_MODULES]
         if missing:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.client import SandboxClient, SandboxRequestError, SandboxServerError, SandboxUnavailable
-from sandbox.local_server import LocalServer, free_port
-from sandbox.service import ServiceConfig
-from sandbox.verdicts import Verdict
+from sandbox.core.verdicts import Verdict
+from sandbox.service.client import SandboxClient, SandboxRequestError, SandboxServerError, SandboxUnavailable
+from sandbox.service.local_server import LocalServer, free_port
+from sandbox.service.service import ServiceConfig
 
 DOUBLE = {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}
 GOOD = {"code": "print(2 * int(input()))", "tests": DOUBLE}
@@ -112,7 +112,7 @@ def test_in_process_chunks_over_the_batch_limit(local):
 
 def test_batches_over_the_server_limit_are_split_in_halves():
     """A 413 on a batch resends its halves (sync and async); other errors and single items propagate."""
-    from sandbox.client import _asplit_on_413, _split_on_413
+    from sandbox.service.client import _asplit_on_413, _split_on_413
 
     sent: list[list[int]] = []
 

@@ -10,10 +10,10 @@ import time
 import pytest
 from docker_helpers import assert_pool_clean, container_exec, docker_backend, judge_with, stdio, worker_image  # noqa: F401
 
-from sandbox.errors import BackendUnavailable, SandboxError
+from sandbox.core.errors import BackendUnavailable, SandboxError
+from sandbox.core.judge import Submission
+from sandbox.core.verdicts import Verdict
 from sandbox.isolation.docker import RUNNER_CAPS, DockerBackend, DockerBackendConfig
-from sandbox.judge import Submission
-from sandbox.verdicts import Verdict
 
 pytestmark = pytest.mark.docker
 
@@ -202,7 +202,7 @@ def test_worker_image_holds_only_the_stdlib_runner(worker_image):
              " u.find_spec('pip') is None)")
     out = subprocess.run(["docker", "run", "--rm", "--network", "none", worker_image, "python3", "-c", probe],
                          capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "'runner.py'" in out and "'server.py'" not in out and "mathcheck" not in out
+    assert "'runner'" in out and "'core'" in out and "'service'" not in out and "mathcheck" not in out
     assert out.strip().endswith("True True"), out  # programs get sortedcontainers (LeetCode has it); no pip
 
 
@@ -215,14 +215,16 @@ def test_worker_files_rejects_non_stdlib_imports(tmp_path):
     pkg = tmp_path / "sandbox"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "runner.py").write_text("import json\nfrom sandbox import helper\n")
-    (pkg / "runner_socket.py").write_text("import socket\n")
+    (pkg / "runner").mkdir()
+    (pkg / "runner" / "__init__.py").write_text("")
+    (pkg / "runner" / "job.py").write_text("import json\nfrom sandbox import helper\n")
+    (pkg / "runner" / "socket_server.py").write_text("import socket\n")
     (pkg / "helper.py").write_text("def f():\n    import numpy\n")
     with pytest.raises(worker_files.NonStdlibImport, match="numpy"):
         worker_files.closure(str(tmp_path))
     (pkg / "helper.py").write_text("def f():\n    import math\n")
-    assert worker_files.closure(str(tmp_path)) == ["sandbox/__init__.py", "sandbox/helper.py", "sandbox/runner.py",
-                                                  "sandbox/runner_socket.py"]
+    assert worker_files.closure(str(tmp_path)) == ["sandbox/__init__.py", "sandbox/helper.py", "sandbox/runner/__init__.py",
+                                                  "sandbox/runner/job.py", "sandbox/runner/socket_server.py"]
 
 
 def _wait_gone(cid: str, timeout_s: float = 30.0) -> None:

@@ -1,4 +1,4 @@
-"""Compose-style workers: sandbox.runner_socket in locked-down containers + SocketBackend on the host.
+"""Compose-style workers: sandbox.runner.socket_server in locked-down containers + SocketBackend on the host.
 
 The workers run exactly as in docker-compose.yml (no network, read-only, few capabilities), with the
 socket directory bind-mounted from a host temp dir instead of a named volume.
@@ -17,11 +17,11 @@ import uuid
 import pytest
 from docker_helpers import judge_with, stdio, worker_image  # noqa: F401
 
-from sandbox.errors import BackendUnavailable
+from sandbox.core.errors import BackendUnavailable
+from sandbox.core.verdicts import Verdict
 from sandbox.isolation.docker import RUNNER_CAPS
 from sandbox.isolation.socket import SocketBackend
-from sandbox.runner_socket import ping
-from sandbox.verdicts import Verdict
+from sandbox.runner.socket_server import ping
 
 pytestmark = pytest.mark.docker
 GATEWAY_GID = 10001
@@ -33,7 +33,7 @@ def _start_worker(image: str, socket_dir: str, name: str) -> str:
             "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,nodev,size=256m,mode=0711", "--cap-drop", "ALL", *caps,
             "--security-opt", "no-new-privileges", "--pids-limit", "256", "--memory", "1g", "--init",
             "-v", f"{socket_dir}:/run/er-sandbox", image,
-            "python3", "-m", "sandbox.runner_socket", "--socket-dir", "/run/er-sandbox", "--socket-gid",
+            "python3", "-m", "sandbox.runner.socket_server", "--socket-dir", "/run/er-sandbox", "--socket-gid",
             str(GATEWAY_GID)]
     subprocess.run(argv, check=True, capture_output=True, timeout=60)
     path = os.path.join(socket_dir, f"{name}.sock")
@@ -74,7 +74,7 @@ def test_verdicts_through_the_socket(backend):
 def test_health_pings_every_worker(backend, workers):
     health = backend.health()
     assert health["ok"] and health["workers"] == 2 and health["alive"] == 2, health
-    assert subprocess.run(["docker", "exec", workers["names"][0], "python3", "-m", "sandbox.runner_socket", "--check",
+    assert subprocess.run(["docker", "exec", workers["names"][0], "python3", "-m", "sandbox.runner.socket_server", "--check",
                            "--name", workers["names"][0]], capture_output=True).returncode == 0
 
 

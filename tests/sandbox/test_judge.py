@@ -4,12 +4,12 @@ import asyncio
 
 import pytest
 
-from sandbox.errors import SandboxError
+from sandbox.core.errors import SandboxError
+from sandbox.core.judge import Judge, JudgeConfig, Submission
+from sandbox.core.spec import SpecError
+from sandbox.core.verdicts import JudgeResult, Verdict
 from sandbox.isolation import get_backend
 from sandbox.isolation.base import IsolationBackend
-from sandbox.judge import Judge, JudgeConfig, Submission
-from sandbox.spec import SpecError
-from sandbox.verdicts import JudgeResult, Verdict
 
 STDIO = {"kind": "stdio", "cases": [{"input": "2\n", "output": "4\n"}, {"input": "5\n", "output": "10\n"}]}
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from sandbox.errors import SandboxError
+from sandbox.core.errors import SandboxError
 from sandbox.isolation import get_backend
 from sandbox.isolation.process import ProcessBackend
 

@@ -1,4 +1,4 @@
-"""The in-boundary runner (sandbox.runner.run_job), in-process, on every test status."""
+"""The in-boundary runner (sandbox.runner.job.run_job), in-process, on every test status."""
 
 import os
 import shutil
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from sandbox.runner import _world_executable, run_job
+from sandbox.runner.job import _world_executable, run_job
 
 ROOT = os.geteuid() == 0
 FAST = {"cpu_time_limit_s": 1.0, "wall_time_limit_s": 3.0}
@@ -116,7 +116,7 @@ def test_double_forked_daemon_does_not_survive():
 
 
 def test_pid_namespace_option():
-    from sandbox._exec import pid_namespace_available
+    from sandbox.runner.execution import pid_namespace_available
 
     if not pid_namespace_available():
         pytest.skip("unshare(CLONE_NEWPID) not permitted here")

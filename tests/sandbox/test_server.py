@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from sandbox.errors import SandboxError
+from sandbox.core.errors import SandboxError
 from sandbox.isolation.base import IsolationBackend
 from sandbox.mathcheck.verdict import MathStatus, MathVerdict
-from sandbox.server import ServerConfig, create_app
-from sandbox.service import SandboxService
+from sandbox.service.server import ServerConfig, create_app
+from sandbox.service.service import SandboxService
 
 DOUBLE = {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}
 GOOD = "print(2 * int(input()))"

@@ -1,8 +1,8 @@
 """The reward service core: wire requests in, wire responses out, no HTTP.
 
 :class:`SandboxService` owns one isolation backend, a judge configuration and a math
-checker, and answers :mod:`sandbox.wire` requests. The FastAPI app
-(:mod:`sandbox.server`) is a thin shell over it, and :class:`sandbox.client.SandboxClient`
+checker, and answers :mod:`sandbox.service.wire` requests. The FastAPI app
+(:mod:`sandbox.service.server`) is a thin shell over it, and :class:`sandbox.service.client.SandboxClient`
 in in-process mode (``base_url=None``) calls it directly, so both paths validate and
 judge identically.
 
@@ -13,7 +13,7 @@ thread makes new requests fail fast with :class:`Overloaded` (HTTP 503, which cl
 retry with backoff).
 
 Errors (the server maps them to status codes): :class:`InvalidRequest` (422, the
-request is wrong: bad spec, bad option), :class:`~sandbox.wire.RequestTooLarge` (413),
+request is wrong: bad spec, bad option), :class:`~sandbox.service.wire.RequestTooLarge` (413),
 :class:`Overloaded` (503), :class:`ServiceError` (500: the core failed). A sandbox
 failure inside one submission is not an exception: its result has verdict
 ``INTERNAL_ERROR``, which clients turn into an error reward, never a wrong answer.
@@ -27,9 +27,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from sandbox.config import ServiceConfig
-from sandbox.errors import SandboxError, SpecError
-from sandbox.wire import (
+from sandbox.core.errors import SandboxError, SpecError
+from sandbox.service.config import ServiceConfig
+from sandbox.service.wire import (
     JudgeRequest,
     JudgeResponse,
     MathCheckRequest,
@@ -66,7 +66,7 @@ class SandboxService:
         config: the :class:`ServiceConfig`.
         backend: an isolation backend to use instead of building ``config.isolation``.
         math_checker: a math checker to use instead of building one (needs ``check_batch``).
-        judge_factory: ``(JudgeConfig, backend) -> judge`` (default :class:`sandbox.judge.Judge`);
+        judge_factory: ``(JudgeConfig, backend) -> judge`` (default :class:`sandbox.core.judge.Judge`);
             tests pass a fake to exercise error paths.
 
     The backend and the math checker are built lazily on first use and closed by :meth:`close`.
@@ -134,7 +134,7 @@ class SandboxService:
             raise InvalidRequest(f"judge options {overrides!r} rejected: {exc}") from None
         if self._judge_factory is not None:
             return self._judge_factory(config, self.backend)
-        from sandbox.judge import Judge
+        from sandbox.core.judge import Judge
 
         return Judge(config, self.backend)
 
@@ -205,7 +205,7 @@ class SandboxService:
 
     # ------------------------------------------------------------------ run
     def _run_blocking(self, req: RunRequest) -> RunResponse:
-        from sandbox.spec import TestSpec
+        from sandbox.core.spec import TestSpec
 
         with self._lock:
             self._pending -= 1

@@ -2,8 +2,8 @@
 
 :class:`SandboxClient` talks to ``er sandbox serve`` over HTTP, or, with
 ``base_url=None`` (or ``"local"``/``"inprocess"``), runs the same
-:class:`~sandbox.service.SandboxService` in this process; both modes build the same
-:mod:`sandbox.wire` requests and give the same results.
+:class:`~sandbox.service.service.SandboxService` in this process; both modes build the same
+:mod:`sandbox.service.wire` requests and give the same results.
 
 Retries: only transport failures are retried (connection refused/reset, timeouts, a
 dropped connection, HTTP 502/503/504), with exponential backoff
@@ -32,9 +32,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import httpx
 from pydantic import ValidationError
 
+from sandbox.core.verdicts import JudgeResult
 from sandbox.mathcheck.verdict import MathVerdict
-from sandbox.verdicts import JudgeResult
-from sandbox.wire import (
+from sandbox.service.wire import (
     JudgeRequest,
     JudgeResponse,
     MathCheckRequest,
@@ -143,7 +143,7 @@ class SandboxClient:
         batch_size: submissions per ``/judge`` request (bigger batches are split).
         math_batch_size: items per ``/math/check`` request.
         connect_timeout_s: TCP connect timeout.
-        service: in-process mode: a prepared :class:`~sandbox.service.SandboxService`.
+        service: in-process mode: a prepared :class:`~sandbox.service.service.SandboxService`.
         service_config: in-process mode: config for the service built on first use.
 
     Raises:
@@ -180,13 +180,13 @@ class SandboxClient:
         """The in-process service (local mode only; built on first use)."""
         with self._lock:
             if self._service is None:
-                from sandbox.service import SandboxService
+                from sandbox.service.service import SandboxService
 
                 self._service = SandboxService(self._service_config)
             return self._service
 
     def _local_call(self, fn: Any, req: Any) -> Any:
-        from sandbox.service import InvalidRequest, Overloaded, ServiceError
+        from sandbox.service.service import InvalidRequest, Overloaded, ServiceError
 
         try:
             return fn(req)
@@ -198,7 +198,7 @@ class SandboxClient:
             raise SandboxServerError(f"in-process sandbox failed: {exc}") from exc
 
     async def _alocal_call(self, fn: Any, req: Any) -> Any:
-        from sandbox.service import InvalidRequest, Overloaded, ServiceError
+        from sandbox.service.service import InvalidRequest, Overloaded, ServiceError
 
         try:
             return await fn(req)
@@ -305,13 +305,13 @@ class SandboxClient:
         """Judge one submission.
 
         Args:
-            submission: a :class:`sandbox.judge.Submission`, or a mapping with ``code`` or
+            submission: a :class:`sandbox.core.judge.Submission`, or a mapping with ``code`` or
                 ``completion``, ``tests`` (the spec dict) and optional ``language``.
             **options: ``limits`` (dict of ``cpu_time_limit_s``, ``wall_time_limit_s``,
                 ``memory_limit_bytes``, ``output_limit_bytes``), ``compare_mode``, ``stop_on_first_failure``.
 
         Returns:
-            The :class:`~sandbox.verdicts.JudgeResult` (``INTERNAL_ERROR`` if the sandbox failed on it).
+            The :class:`~sandbox.core.verdicts.JudgeResult` (``INTERNAL_ERROR`` if the sandbox failed on it).
 
         Raises:
             SandboxRequestError: invalid submission or options (4xx).
@@ -378,7 +378,7 @@ class SandboxClient:
             limits: optional limit overrides (as for :meth:`judge`).
 
         Returns:
-            The :class:`~sandbox.wire.RunResponse` (runner status and the TestRun record).
+            The :class:`~sandbox.service.wire.RunResponse` (runner status and the TestRun record).
 
         Raises:
             SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`judge`.

@@ -1,8 +1,8 @@
 """The judge: spec + program (or completion) -> verdicts, via an isolation backend.
 
 The trusted side of the sandbox: it extracts the code, builds a RunJob
-(:mod:`sandbox.runner`), has an :class:`~sandbox.isolation.base.IsolationBackend` run it,
-and compares outputs itself (:mod:`sandbox.compare`). Infrastructure failures become
+(:mod:`sandbox.runner.job`), has an :class:`~sandbox.isolation.base.IsolationBackend` run it,
+and compares outputs itself (:mod:`sandbox.core.compare`). Infrastructure failures become
 ``INTERNAL_ERROR``, never ``WA``.
 
 Example:
@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import compare
-from sandbox.errors import SandboxError
-from sandbox.extract import extract_code
+from sandbox.core import compare
+from sandbox.core.errors import SandboxError
+from sandbox.core.extract import extract_code
+from sandbox.core.spec import TestSpec
+from sandbox.core.verdicts import JudgeResult, TestResult, Verdict
 from sandbox.isolation.base import IsolationBackend
-from sandbox.spec import TestSpec
-from sandbox.verdicts import JudgeResult, TestResult, Verdict
 
 __all__ = ["Judge", "JudgeConfig", "Submission"]
 
@@ -62,7 +62,7 @@ class JudgeConfig:
     share_process: bool = field(default=False, metadata={
         "help": "Run the tests of one submission one after another in ONE forked process (stdio/call, fork mode; "
                 "~10x cheaper per test, as LiveCodeBench does). Each test keeps its own limits, fds and __main__; "
-                "module-level state of imported modules is shared. See sandbox._session."})
+                "module-level state of imported modules is shared. See sandbox.runner.session."})
     snippet_bytes: int = field(default=1000, metadata={"help": "stdout/stderr/expected kept in results."})
     max_concurrency: int = field(default=4, metadata={"help": "Parallel jobs in judge_batch/ajudge_batch."})
 
@@ -127,7 +127,7 @@ class Judge:
                 "max_processes": cfg.max_processes}
 
     def build_job(self, code: str, spec: TestSpec, language: str = "python") -> dict[str, Any]:
-        """The RunJob for ``code`` on ``spec`` (see :mod:`sandbox.runner`)."""
+        """The RunJob for ``code`` on ``spec`` (see :mod:`sandbox.runner.job`)."""
         early = self.config.stop_on_first_failure
         if spec.kind == "stdio":
             harness = {"kind": "stdio"}
