@@ -50,6 +50,7 @@ from typing import Any
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
 from sandbox.isolation.base import IsolationBackend, RunJob, RunOutcome, check_outcome, job_deadline_s
 from sandbox.isolation.docker_image import WORKER_IMAGE, ensure_worker_image
+from sandbox.isolation.lines import LineBuffer
 
 __all__ = ["DockerBackend", "DockerBackendConfig", "DockerIsolation", "RUNNER_CAPS", "NO_IPC_SYSCTLS"]
 
@@ -117,7 +118,7 @@ class _Attached:
         self._holder = sock
         self._sock = getattr(sock, "_sock", sock)
         self._buf = bytearray()
-        self._stdout = bytearray()
+        self._stdout = LineBuffer()
         self.stderr: deque[bytes] = deque(maxlen=64)
 
     def send(self, data: bytes, deadline: float) -> None:
@@ -137,20 +138,19 @@ class _Attached:
 
     def read_line(self, deadline: float) -> bytes:
         while True:
-            end = self._stdout.find(b"\n")
-            if end >= 0:
-                line = bytes(self._stdout[:end])
-                del self._stdout[:end + 1]
+            line = self._stdout.pop_line()
+            if line is not None:
                 return line
             self._fill(_HEADER_BYTES, deadline)
             stream, size = self._buf[0], int.from_bytes(self._buf[4:8], "big")
             self._fill(_HEADER_BYTES + size, deadline)
-            payload = bytes(self._buf[_HEADER_BYTES:_HEADER_BYTES + size])
-            del self._buf[:_HEADER_BYTES + size]
+            payload = memoryview(self._buf)[_HEADER_BYTES:_HEADER_BYTES + size]
             if stream == 2:
-                self.stderr.append(payload[-_STDERR_KEEP_BYTES:])
+                self.stderr.append(bytes(payload[-_STDERR_KEEP_BYTES:]))
             else:
-                self._stdout += payload
+                self._stdout.feed(payload)
+            payload.release()
+            del self._buf[:_HEADER_BYTES + size]
 
     def stderr_tail(self) -> str:
         return b"".join(self.stderr)[-2000:].decode("utf-8", "replace")

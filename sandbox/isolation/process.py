@@ -50,12 +50,14 @@ from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, SandboxError
 from sandbox.isolation.base import IsolationBackend, check_outcome, job_deadline_s
+from sandbox.isolation.lines import LineBuffer
 from sandbox.isolation.staging import runner_launch
 
 __all__ = ["ProcessBackend", "ProcessBackendConfig", "probe_namespaces"]
 
 _NAMESPACE_FLAGS = {"net": ["--net"], "pid": ["--pid", "--fork", "--mount-proc"], "mount": ["--mount"],
                     "ipc": ["--ipc"], "uts": ["--uts"]}
+_READ_BYTES = 4 << 20
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -173,7 +175,7 @@ class _Worker:
         self.uid = uid
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd="/", start_new_session=True)
-        self._buf = b""
+        self._buf = LineBuffer()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -183,15 +185,16 @@ class _Worker:
         self.proc.stdin.flush()
         fd = self.proc.stdout.fileno()
         end = time.monotonic() + deadline_s
-        while b"\n" not in self._buf:
+        line = self._buf.pop_line()
+        while line is None:
             left = end - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise SandboxError(f"process worker gave no answer within {deadline_s:.0f} s")
-            chunk = os.read(fd, 1 << 20)
+            chunk = os.read(fd, _READ_BYTES)
             if not chunk:
                 raise SandboxError(f"process worker died (exit status {self.proc.poll()})")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
+            self._buf.feed(chunk)
+            line = self._buf.pop_line()
         try:
             return json.loads(line)
         except ValueError as exc:

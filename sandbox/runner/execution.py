@@ -34,6 +34,8 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_DUMPABLE = 3
 _SIGKILL = int(signal.SIGKILL)
 _DEFAULT_SIGNALS = (int(signal.SIGPIPE), int(signal.SIGXFSZ), int(signal.SIGINT), int(signal.SIGTERM))
+OLE_STDOUT_KEEP_BYTES = 4096
+"""stdout bytes kept (and sent back) of a test whose stdout went over ``output_limit_bytes``."""
 _MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
 _libc = None
 
@@ -252,8 +254,12 @@ def remove_dir(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def read_file(path: str, limit: int) -> tuple[str, int, bool]:
+def read_file(path: str, limit: int, keep_if_over: int | None = None) -> tuple[str, int, bool]:
     """``(text, size in bytes, truncated)`` of at most ``limit`` bytes of ``path``.
+
+    With ``keep_if_over``, a file larger than ``limit`` gives only its first ``keep_if_over``
+    bytes: output past the limit is a verdict (OLE), not data anyone compares, so it is
+    neither read nor sent across the boundary.
 
     Reads exactly ``min(size, limit)`` bytes (the writers are dead by now): asking for
     ``limit`` bytes at once would make Python allocate a ``limit``-sized buffer (an mmap of
@@ -265,7 +271,7 @@ def read_file(path: str, limit: int) -> tuple[str, int, bool]:
         return "", 0, False
     try:
         size = os.fstat(fd).st_size
-        want = min(size, limit)
+        want = min(size, limit) if keep_if_over is None or size <= limit else min(keep_if_over, limit)
         chunks, got = [], 0
         while got < want:
             chunk = os.read(fd, want - got)
@@ -320,7 +326,8 @@ def _classify(req: Request, rep: dict, killed: bool, out_bytes: int, stderr: str
 
 def read_result(req: Request, io_dir: str, rep: dict, killed: bool, nonce: str, outer_wall: float) -> dict:
     limits = req.limits
-    stdout, out_bytes, out_trunc = read_file(os.path.join(io_dir, "stdout"), int(limits["output_limit_bytes"]))
+    stdout, out_bytes, out_trunc = read_file(os.path.join(io_dir, "stdout"), int(limits["output_limit_bytes"]),
+                                             keep_if_over=OLE_STDOUT_KEEP_BYTES)
     stderr, _, err_trunc = read_file(os.path.join(io_dir, "stderr"), int(limits["stderr_limit_bytes"]))
     record = _read_record(io_dir, nonce) if req.harness_cfg and req.harness_cfg["kind"] != "stdio" else None
     status = rep.get("status")

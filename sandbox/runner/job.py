@@ -55,7 +55,8 @@ RunOutcome::
                "status": "OK" | "RE" | "TLE" | "MLE" | "OLE" | "IE",
                "exit_code": int|null, "signal": int|null,
                "cpu_time_s": float, "wall_time_s": float, "peak_memory_bytes": int,
-               "stdout": "...", "stdout_bytes": int, "stdout_truncated": bool,
+               "stdout": "...", "stdout_bytes": int, "stdout_truncated": bool,   # over the output
+                                                  # limit (OLE): only the first 4 KiB of stdout
                "stderr": "...", "stderr_truncated": bool,
                "record": null | {...harness record, see sandbox.runner.harness...},
                "matched": null | bool,            # early-stop pre-check against "expected"

@@ -84,3 +84,13 @@ def test_private_tmp_is_bounded(backend):
     source = ("import os\nst = os.statvfs('/tmp')\nprint(st.f_blocks * st.f_frsize // (1 << 20))")
     out = backend.execute(job(source))
     assert int(out["tests"][0]["stdout"]) == backend.health()["tmp_size_mb"] == 512
+
+
+@pytest.mark.parametrize("size, status", [(24 << 20, "OK"), (65 << 20, "OLE")])
+def test_output_flood_comes_back_whole_below_the_limit_and_cut_above(backend, size, status):
+    # issue 11: a big answer line is read in linear time (LineBuffer); past the limit only 4 KiB travel
+    out = backend.execute(job(f"import sys\nsys.stdout.write('A' * {size})",
+                              limits={"cpu_time_limit_s": 5, "wall_time_limit_s": 20}))
+    test = out["tests"][0]
+    assert test["status"] == status and test["stdout_bytes"] >= min(size, (64 << 20) + 1)
+    assert len(test["stdout"]) == (size if status == "OK" else 4096)

@@ -203,6 +203,15 @@ def test_output_limit_truncates_and_reports_size():
     assert t["status"] == "OLE" and t["stdout_truncated"] and len(t["stdout"]) == 1000
 
 
+def test_output_over_the_limit_is_not_collected():
+    # issue 11: past the limit the output is a verdict, not data: only its first 4 KiB come back
+    t = one("import sys\nsys.stdout.write('z' * (3 << 20))", limits={**FAST, "output_limit_bytes": 1 << 20})
+    assert t["status"] == "OLE" and t["stdout_truncated"] and t["stdout_bytes"] > 1 << 20
+    assert t["stdout"] == "z" * 4096
+    t = one("import sys\nsys.stdout.write('z' * (1 << 20))", limits={**FAST, "output_limit_bytes": 1 << 20})
+    assert t["status"] == "OK" and len(t["stdout"]) == 1 << 20 and not t["stdout_truncated"]  # at the limit: all
+
+
 def test_concurrent_in_process_calls_are_serialised_safely():
     from concurrent.futures import ThreadPoolExecutor
 
