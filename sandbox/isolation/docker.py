@@ -159,7 +159,7 @@ class _Attached:
         for obj in (self._sock, self._holder):
             try:
                 obj.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket
+            except OSError:  # closing a dead socket
                 pass
 
 
@@ -173,8 +173,8 @@ class _Worker:
         self.api = backend.client.api
         create, host = backend.container_kwargs()
         self.container_id = self.api.create_container(
-            cfg.image, ["python3", "-m", "sandbox.runner.job", "--serve"], host_config=self.api.create_host_config(**host),
-            **create)["Id"]
+            cfg.image, ["python3", "-m", "sandbox.runner.job", "--serve"],
+            host_config=self.api.create_host_config(**host), **create)["Id"]
         self.id = self.container_id[:12]
         try:
             self.stream = _Attached(self.api.attach_socket(
@@ -208,7 +208,7 @@ class _Worker:
             stream.close()
         try:
             self.api.remove_container(self.container_id, force=True)
-        except Exception:  # noqa: BLE001 - already gone (auto_remove) or being removed
+        except (OSError, _docker_error()):  # already gone (auto_remove), being removed, or the engine went away
             pass
 
 
@@ -216,7 +216,7 @@ def _remove_all(client, ids: list[str]) -> None:
     for cid in ids:
         try:
             client.api.remove_container(cid, force=True)
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except (OSError, _docker_error()):  # best effort at interpreter exit
             pass
 
 
@@ -305,7 +305,7 @@ class DockerBackend(IsolationBackend):
         worker, error = None, None
         try:
             worker = _Worker(self)
-        except Exception as exc:  # noqa: BLE001 - any start failure is reported through stats/health
+        except (SandboxError, OSError, _docker_error()) as exc:  # reported through stats/health; bugs raise
             error = f"{type(exc).__name__}: {exc}"
         with self._cond:
             self._pending -= 1
@@ -433,14 +433,22 @@ class DockerBackend(IsolationBackend):
 DockerIsolation = DockerBackend
 
 
+def _docker_error() -> type[Exception]:
+    """The docker SDK's base exception (the SDK is imported lazily, so this is looked up on use)."""
+    import docker.errors
+
+    return docker.errors.DockerException
+
+
 def _client(cfg: DockerBackendConfig):
     try:
         import docker
+        import docker.errors
     except ImportError as exc:  # pragma: no cover - docker is a core dependency
         raise BackendUnavailable("the docker backend needs the docker SDK: pip install 'docker>=7'") from exc
     try:
         client = docker.DockerClient(base_url=cfg.docker_base_url) if cfg.docker_base_url else docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - every failure here means "no engine"
+    except (OSError, docker.errors.DockerException) as exc:  # no engine, or not ours to talk to
         raise BackendUnavailable(f"Docker engine not reachable ({exc}); start dockerd or set DOCKER_HOST") from exc
     return client

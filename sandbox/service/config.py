@@ -15,9 +15,33 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["WireLimits", "ServiceConfig", "ServerConfig", "ENV_PREFIX"]
+__all__ = ["WireLimits", "ServiceConfig", "ServerConfig", "ENV_PREFIX", "parse_bool"]
 
 ENV_PREFIX = "ER_SANDBOX_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean setting as the ``er`` command line does (case-insensitive).
+
+    Args:
+        name: the setting (environment variable) name, quoted in the error.
+        raw: its text.
+
+    Returns:
+        True for 1/true/yes/on, False for 0/false/no/off.
+
+    Raises:
+        ValueError: any other text (a typo such as ``ture`` never silently means False).
+
+    """
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; use one of {_TRUE} or {_FALSE}")
 
 
 @dataclass
@@ -198,13 +222,14 @@ class ServerConfig(ServiceConfig):
             if raw is None:
                 continue
             kind = hints[f.name]
+            if kind is bool:  # before int: bool is an int subclass, and int("yes") must not be the error
+                out[f.name] = parse_bool(cls.env_name(f.name), raw)
+                continue
             try:
                 if kind is int:
                     out[f.name] = int(raw)
                 elif kind is float:
                     out[f.name] = float(raw)
-                elif kind is bool:
-                    out[f.name] = raw.lower() in ("1", "true", "yes", "on")
                 else:
                     out[f.name] = raw
             except ValueError:
