@@ -178,26 +178,15 @@ class Judge:
         with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
             return list(pool.map(self.judge, submissions))
 
+    # The isolation backends block on pipes and sockets, so judging is written once, blocking;
+    # the async methods only move it off the event loop.
     async def ajudge(self, submission: Submission) -> JudgeResult:
-        """Async :meth:`judge` (uses the backend's ``aexecute``)."""
-        spec, code = self._prepare(submission)
-        if code is None:
-            return JudgeResult(Verdict.NO_CODE, total=spec.num_tests)
-        try:
-            outcome = await self.backend.aexecute(self.build_job(code, spec, submission.language))
-        except SandboxError as exc:
-            return JudgeResult(Verdict.INTERNAL_ERROR, total=spec.num_tests, error=str(exc), code=code)
-        return self.result_from_outcome(outcome, spec, code)
+        """:meth:`judge` in a worker thread (never blocks the event loop)."""
+        return await asyncio.to_thread(self.judge, submission)
 
     async def ajudge_batch(self, submissions: list[Submission]) -> list[JudgeResult]:
-        """Async batch with at most ``config.max_concurrency`` jobs in flight, in input order."""
-        gate = asyncio.Semaphore(self.config.max_concurrency)
-
-        async def one(sub: Submission) -> JudgeResult:
-            async with gate:
-                return await self.ajudge(sub)
-
-        return list(await asyncio.gather(*(one(s) for s in submissions)))
+        """:meth:`judge_batch` in a worker thread (at most ``config.max_concurrency`` jobs in flight)."""
+        return await asyncio.to_thread(self.judge_batch, submissions)
 
     # ------------------------------------------------------------ interpreting
     def result_from_outcome(self, outcome: dict[str, Any], spec: TestSpec, code: str | None = None) -> JudgeResult:

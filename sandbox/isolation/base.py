@@ -18,7 +18,6 @@ into ``INTERNAL_ERROR``, never into a wrong answer.
 from __future__ import annotations
 
 import abc
-import asyncio
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
@@ -55,10 +54,6 @@ class IsolationBackend(abc.ABC):
         Raises:
             SandboxError: the boundary failed (never for user-program failures).
         """
-
-    async def aexecute(self, job: RunJob) -> RunOutcome:
-        """Async :meth:`execute`; the default runs it in a worker thread."""
-        return await asyncio.to_thread(self.execute, job)
 
     def health(self) -> dict[str, Any]:
         """A JSON-able health report (``{"backend": name, "ok": bool, ...}``)."""

@@ -7,8 +7,9 @@ in in-process mode (``base_url=None``) calls it directly, so both paths validate
 judge identically.
 
 Concurrency: judging and math checks run in two bounded thread pools
-(``judge_workers`` / ``math_workers`` threads), never on an event loop; the async
-methods await those pools. More than ``max_pending`` submissions waiting for a judge
+(``judge_workers`` / ``math_workers`` threads), never on an event loop. The async methods
+are the implementation (they await those pools); the blocking ones are thin wrappers that
+run them on a background loop (:mod:`sandbox.service.loop`). More than ``max_pending`` submissions waiting for a judge
 thread makes new requests fail fast with :class:`Overloaded` (HTTP 503, which clients
 retry with backoff).
 
@@ -28,7 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from sandbox.core.errors import SandboxError, SpecError
+from sandbox.mathcheck.errors import MathCheckError
 from sandbox.service.config import ServiceConfig
+from sandbox.service.loop import run_sync
 from sandbox.service.wire import (
     JudgeRequest,
     JudgeResponse,
@@ -158,8 +161,7 @@ class SandboxService:
             return judge.judge(sub).to_dict()
         except SpecError as exc:
             raise InvalidRequest(str(exc)) from None
-        except Exception as exc:  # the core failed: never a verdict
-            raise ServiceError(f"judge failed: {type(exc).__name__}: {exc}") from exc
+        # anything else is a bug in the core: it propagates (the HTTP edge answers 500 with its reason)
 
     def _admit(self, n: int) -> None:
         with self._lock:
@@ -170,8 +172,8 @@ class SandboxService:
                                  f"{self.config.max_pending}); retry later")
             self._pending += n
 
-    def judge(self, req: JudgeRequest) -> JudgeResponse:
-        """Judge every submission of ``req`` (blocking).
+    async def ajudge(self, req: JudgeRequest) -> JudgeResponse:
+        """Judge every submission of ``req``; awaits the judge thread pool (never blocks the loop).
 
         Args:
             req: the parsed request.
@@ -188,13 +190,6 @@ class SandboxService:
         """
         judge, subs = self._prepare_judge(req)
         self._admit(len(subs))
-        futures = [self._judge_pool.submit(self._judge_one, judge, s) for s in subs]
-        return JudgeResponse(results=[f.result() for f in futures])
-
-    async def ajudge(self, req: JudgeRequest) -> JudgeResponse:
-        """Async :meth:`judge`: awaits the judge thread pool (never blocks the loop)."""
-        judge, subs = self._prepare_judge(req)
-        self._admit(len(subs))
         loop = asyncio.get_running_loop()
         futures = [loop.run_in_executor(self._judge_pool, self._judge_one, judge, s) for s in subs]
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -202,6 +197,10 @@ class SandboxService:
             if isinstance(res, BaseException):
                 raise res
         return JudgeResponse(results=list(results))  # type: ignore[arg-type]
+
+    def judge(self, req: JudgeRequest) -> JudgeResponse:
+        """Blocking :meth:`ajudge` (runs it on the background loop, see :mod:`sandbox.service.loop`)."""
+        return run_sync(self.ajudge(req))
 
     # ------------------------------------------------------------------ run
     def _run_blocking(self, req: RunRequest) -> RunResponse:
@@ -222,8 +221,8 @@ class SandboxService:
         return RunResponse(status=outcome["status"], test=tests[0] if tests else None,
                            compile=outcome.get("compile"), runner=outcome.get("runner") or {})
 
-    def run(self, req: RunRequest) -> RunResponse:
-        """Run one raw program on one stdin (blocking).
+    async def arun(self, req: RunRequest) -> RunResponse:
+        """Run one raw program on one stdin.
 
         Args:
             req: the parsed request.
@@ -240,25 +239,23 @@ class SandboxService:
         """
         check_run_size(req, self.limits)
         self._admit(1)
-        return self._judge_pool.submit(self._run_blocking, req).result()
-
-    async def arun(self, req: RunRequest) -> RunResponse:
-        """Async :meth:`run`."""
-        check_run_size(req, self.limits)
-        self._admit(1)
         return await asyncio.get_running_loop().run_in_executor(self._judge_pool, self._run_blocking, req)
+
+    def run(self, req: RunRequest) -> RunResponse:
+        """Blocking :meth:`arun`."""
+        return run_sync(self.arun(req))
 
     # ------------------------------------------------------------------ math
     def _math_blocking(self, req: MathCheckRequest) -> MathCheckResponse:
         items = [it.to_core() for it in req.all_items()]
         try:
             verdicts = self.math_checker.check_batch(items)
-        except Exception as exc:  # pool closed / crashed: the core failed
+        except (MathCheckError, OSError) as exc:  # pool closed, workers could not start: the core failed
             raise ServiceError(f"math checker failed: {type(exc).__name__}: {exc}") from exc
         return MathCheckResponse(results=[v.to_dict() for v in verdicts])
 
-    def check_math(self, req: MathCheckRequest) -> MathCheckResponse:
-        """Check every item of ``req`` (blocking).
+    async def acheck_math(self, req: MathCheckRequest) -> MathCheckResponse:
+        """Check every item of ``req``.
 
         Args:
             req: the parsed request.
@@ -272,12 +269,11 @@ class SandboxService:
 
         """
         check_math_size(req, self.limits)
-        return self._math_pool.submit(self._math_blocking, req).result()
-
-    async def acheck_math(self, req: MathCheckRequest) -> MathCheckResponse:
-        """Async :meth:`check_math`."""
-        check_math_size(req, self.limits)
         return await asyncio.get_running_loop().run_in_executor(self._math_pool, self._math_blocking, req)
+
+    def check_math(self, req: MathCheckRequest) -> MathCheckResponse:
+        """Blocking :meth:`acheck_math`."""
+        return run_sync(self.acheck_math(req))
 
     # ------------------------------------------------------------------ health
     def health(self) -> dict[str, Any]:
@@ -289,12 +285,12 @@ class SandboxService:
         """
         try:
             iso = dict(self.backend.health())
-        except Exception as exc:
+        except (ServiceError, SandboxError, OSError) as exc:  # unavailable backend: reported, not raised
             iso = {"backend": self.config.isolation, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         try:
             verdict = self.math_checker.check_answer("1/2", "0.5")
             math = {"ok": verdict.correct, "probe": verdict.status.wire_name, "reason": verdict.reason}
-        except Exception as exc:
+        except (ServiceError, MathCheckError, OSError) as exc:
             math = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         ok = bool(iso.get("ok")) and bool(math.get("ok"))
         return {"ok": ok, "isolation": iso, "math": math, "pending": self._pending}
