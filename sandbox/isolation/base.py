@@ -1,8 +1,9 @@
 """The isolation backend interface: run a RunJob inside a boundary, get a RunOutcome.
 
-A backend moves a RunJob (a plain JSON-able dict, protocol documented in
-:mod:`sandbox.runner.job`) across an isolation boundary, runs :func:`sandbox.runner.job.run_job`
-there, and returns the RunOutcome dict unchanged. Implementations:
+A backend moves a :class:`~sandbox.core.jobs.RunJob` across an isolation boundary (as the
+JSON of the runner protocol, :mod:`sandbox.runner.job`), runs :func:`sandbox.runner.job.run_job`
+there, and returns the answer as a typed :class:`~sandbox.core.jobs.RunOutcome`
+(:meth:`~sandbox.core.jobs.RunOutcome.from_wire` validates it). Implementations:
 
 - ``process`` (:mod:`sandbox.isolation.process`): pre-forked runner subprocesses with
   rlimits, a separate uid and Linux namespaces where permitted. No Docker needed.
@@ -21,15 +22,9 @@ import abc
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.jobs import RunJob, RunOutcome
 
-__all__ = ["IsolationBackend", "RunJob", "RunOutcome", "SandboxError", "BackendUnavailable",
-           "RunnerProtocolError", "check_outcome", "job_deadline_s"]
-
-RunJob = dict[str, Any]
-"""A RunJob dict, see :mod:`sandbox.runner.job` (protocol 1)."""
-
-RunOutcome = dict[str, Any]
-"""A RunOutcome dict, see :mod:`sandbox.runner.job` (protocol 1)."""
+__all__ = ["IsolationBackend", "RunJob", "RunOutcome", "SandboxError", "BackendUnavailable", "RunnerProtocolError"]
 
 
 class IsolationBackend(abc.ABC):
@@ -46,10 +41,10 @@ class IsolationBackend(abc.ABC):
         """Run ``job`` inside the boundary.
 
         Args:
-            job: a RunJob dict.
+            job: the job.
 
         Returns:
-            The RunOutcome dict produced by the runner.
+            The runner's outcome.
 
         Raises:
             SandboxError: the boundary failed (never for user-program failures).
@@ -67,40 +62,3 @@ class IsolationBackend(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def check_outcome(outcome: Any) -> RunOutcome:
-    """Validate the shape of a RunOutcome received from across the boundary.
-
-    Args:
-        outcome: the decoded answer.
-
-    Returns:
-        ``outcome`` itself.
-
-    Raises:
-        RunnerProtocolError: not a protocol-1 RunOutcome.
-    """
-    if not isinstance(outcome, dict) or outcome.get("protocol") != 1 or not isinstance(outcome.get("tests"), list):
-        raise RunnerProtocolError(f"runner answered something that is not a protocol-1 RunOutcome: {outcome!r:.200}")
-    if outcome.get("status") not in ("ok", "compile_error", "error"):
-        raise RunnerProtocolError(f"RunOutcome status {outcome.get('status')!r} unknown")
-    return outcome
-
-
-def job_deadline_s(job: RunJob, slack_s: float = 30.0) -> float:
-    """An upper bound for how long the runner may take on ``job`` (for transport timeouts).
-
-    Args:
-        job: the RunJob.
-        slack_s: added for compilation, start-up and transfers.
-
-    Returns:
-        Seconds: number of tests x wall limit (+ the compile wall limit for C++) + slack.
-    """
-    from sandbox.runner.job import COMPILE_LIMITS, DEFAULT_LIMITS
-
-    wall = (job.get("limits") or {}).get("wall_time_limit_s") or DEFAULT_LIMITS["wall_time_limit_s"]
-    n_tests = len(job.get("tests") or [1])
-    compile_s = COMPILE_LIMITS["wall_time_limit_s"] if job.get("language") == "cpp" else 0.0
-    return n_tests * float(wall) + compile_s + slack_s

@@ -22,7 +22,7 @@ Lock-down of every container (see :class:`DockerBackendConfig` for the knobs):
   the runner kills whatever the program left running and wipes its files.
 
 Failures: a container that dies, answers garbage or does not answer within
-:func:`~sandbox.isolation.base.job_deadline_s` (the runner enforces the per-test limits itself, so
+:meth:`~sandbox.core.jobs.RunJob.deadline_s` (the runner enforces the per-test limits itself, so
 this only happens when the runner is broken) is killed and replaced in the background; the job
 is retried once on another container when the container died before answering, else
 :class:`~sandbox.core.errors.SandboxError` is raised, which the judge reports as INTERNAL_ERROR. A
@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
-from sandbox.isolation.base import IsolationBackend, RunJob, RunOutcome, check_outcome, job_deadline_s
+from sandbox.core.jobs import DEFAULT_LIMITS, RunJob, RunOutcome, TestInput
+from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.docker_image import WORKER_IMAGE, ensure_worker_image
 from sandbox.isolation.lines import LineBuffer
 
@@ -60,7 +61,7 @@ RUNNER_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL")
 NO_IPC_SYSCTLS = {"kernel.shmmax": "0", "kernel.shmall": "0", "kernel.msgmni": "0", "kernel.sem": "0 0 0 0",
                   "fs.mqueue.queues_max": "0"}
 _SANDBOX_UID_RANGE = (1_000_000, 2_000_000_000)
-_WARMUP_JOB = {"source": "pass", "tests": [{"stdin": ""}]}
+_WARMUP_JOB = RunJob(source="pass", tests=(TestInput(),))
 _HEADER_BYTES = 8
 _STDERR_KEEP_BYTES = 16 << 10
 _RUNNER_HEADROOM_BYTES = 256 << 20
@@ -186,9 +187,9 @@ class _Worker:
             raise
 
     def run(self, job: RunJob, deadline: float) -> RunOutcome:
-        job = {**job, "sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_uid, "sweep_uid": True}
+        wire = {**job.to_wire(), "sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_uid, "sweep_uid": True}
         try:
-            self.stream.send(json.dumps(job).encode() + b"\n", deadline)
+            self.stream.send(json.dumps(wire).encode() + b"\n", deadline)
             line = self.stream.read_line(deadline)
         except (TimeoutError, OSError) as exc:
             raise _TransportError(f"container {self.id} gave no answer: {exc}", died=False) from exc
@@ -196,7 +197,7 @@ class _Worker:
             raise _TransportError(f"container {self.id} exited: {exc}; runner stderr: {self.stream.stderr_tail()!r}",
                                   died=True) from exc
         try:
-            outcome = check_outcome(json.loads(line))
+            outcome = RunOutcome.from_wire(json.loads(line))
         except (ValueError, RunnerProtocolError) as exc:
             raise _TransportError(f"container {self.id} answered garbage: {exc}", died=False) from exc
         self.jobs += 1
@@ -370,7 +371,7 @@ class DockerBackend(IsolationBackend):
 
         """
         self._check_memory(job)
-        deadline_s = job_deadline_s(job, self.config.transport_slack_s)
+        deadline_s = job.deadline_s(self.config.transport_slack_s)
         for attempt in range(2):
             worker = self._acquire()
             try:
@@ -392,9 +393,7 @@ class DockerBackend(IsolationBackend):
 
     def _check_memory(self, job: RunJob) -> None:
         """Refuse a per-test memory limit the container cannot hold (the kernel OOM killer, not MLE, would end it)."""
-        from sandbox.runner.job import DEFAULT_LIMITS
-
-        wanted = (job.get("limits") or {}).get("memory_limit_bytes") or DEFAULT_LIMITS["memory_limit_bytes"]
+        wanted = job.limits.memory_limit_bytes or DEFAULT_LIMITS.memory_limit_bytes
         room = self.config.memory_limit_bytes - _RUNNER_HEADROOM_BYTES
         if wanted > room:
             raise SandboxError(f"the job's memory_limit_bytes={int(wanted)} does not fit in a container of "

@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, SandboxError
-from sandbox.isolation.base import IsolationBackend, check_outcome, job_deadline_s
+from sandbox.core.jobs import RunJob, RunOutcome
+from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.lines import LineBuffer
 from sandbox.isolation.staging import runner_launch
 
@@ -245,7 +246,7 @@ class ProcessBackend(IsolationBackend):
             self._workers[i] = _Worker(self._argv, self.config.base_uid + i, self._pythonpath)
             self._idle.put(i)
 
-    def execute(self, job: dict[str, Any]) -> dict[str, Any]:
+    def execute(self, job: RunJob) -> RunOutcome:
         """Run ``job`` on an idle worker (blocks until one is free). See the base class."""
         if self._closed:
             raise SandboxError("ProcessBackend is closed")
@@ -255,14 +256,14 @@ class ProcessBackend(IsolationBackend):
             if worker is None or not worker.alive():
                 worker = self._restart(slot)
             uid = self.config.base_uid + slot
-            owned = {**job, "sandbox_uid": uid, "sandbox_gid": uid, "sweep_uid": True}
+            owned = {**job.to_wire(), "sandbox_uid": uid, "sandbox_gid": uid, "sweep_uid": True}
             try:
-                outcome = worker.request(owned, job_deadline_s(job, self.config.transport_slack_s))
+                outcome = worker.request(owned, job.deadline_s(self.config.transport_slack_s))
             except (SandboxError, OSError) as exc:
                 self._restart(slot)
                 raise SandboxError(f"process backend: {exc}") from exc
             self.jobs_run += 1
-            return check_outcome(outcome)
+            return RunOutcome.from_wire(outcome)
         finally:
             self._idle.put(slot)
 

@@ -39,7 +39,8 @@ RunJob (protocol 1; unknown keys are rejected)::
      "python_executable": null}                   # exec path interpreter (default: one the
                                                   # sandbox uid can execute)
 
-All ``limits`` keys are optional (defaults: :data:`DEFAULT_LIMITS`).
+All ``limits`` keys are optional (defaults: :data:`DEFAULT_LIMITS`, from :class:`sandbox.core.jobs.Limits`;
+the typed form of this whole protocol is :mod:`sandbox.core.jobs`).
 
 RunOutcome::
 
@@ -121,25 +122,16 @@ import subprocess
 import sys
 import tempfile
 
+from sandbox.core.jobs import COMPILE_LIMITS as _COMPILE_LIMITS
+from sandbox.core.jobs import DEFAULT_LIMITS as _DEFAULT_LIMITS
+from sandbox.core.jobs import PROTOCOL_VERSION, FinishReason
 from sandbox.runner import execution, zygote
 
 __all__ = ["run_job", "serve", "DEFAULT_LIMITS", "PROTOCOL_VERSION", "TEST_STATUSES"]
 
-PROTOCOL_VERSION = 1
-TEST_STATUSES = ("OK", "RE", "TLE", "MLE", "OLE", "IE")
-DEFAULT_LIMITS = {
-    "cpu_time_limit_s": 6.0,
-    "wall_time_limit_s": 12.0,
-    "memory_limit_bytes": 1 << 30,
-    "output_limit_bytes": 64 << 20,
-    "stderr_limit_bytes": 64 << 10,
-    "max_processes": 64,
-    "max_open_files": 64,
-    "address_space_slack_bytes": 256 << 20,
-}
-COMPILE_LIMITS = {"cpu_time_limit_s": 30.0, "wall_time_limit_s": 60.0, "memory_limit_bytes": 2 << 30,
-                  "output_limit_bytes": 256 << 20, "stderr_limit_bytes": 16 << 10,
-                  "max_processes": 64, "max_open_files": 256}
+TEST_STATUSES = tuple(reason.value for reason in FinishReason)
+DEFAULT_LIMITS = _DEFAULT_LIMITS.to_wire()
+COMPILE_LIMITS = _COMPILE_LIMITS.to_wire()
 _JOB_KEYS = {"protocol", "language", "source", "harness", "tests", "limits", "stop_on_first_failure",
              "compare_mode", "python_mode", "python_executable", "sandbox_uid", "sandbox_gid", "sweep_uid",
              "pid_namespace", "share_process"}

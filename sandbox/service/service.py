@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from sandbox.core.errors import SandboxError, SpecError
+from sandbox.core.jobs import OutcomeStatus, TestInput
 from sandbox.mathcheck.errors import MathCheckError
 from sandbox.service.config import ServiceConfig
 from sandbox.service.loop import run_sync
@@ -210,16 +211,16 @@ class SandboxService:
             self._pending -= 1
         judge = self._make_judge(req.limits.overrides() if req.limits else {})
         job = judge.build_job(req.source, TestSpec(kind="stdio"), req.language)
-        job["tests"] = [{"stdin": req.stdin}]
+        job = dataclasses.replace(job, tests=(TestInput(stdin=req.stdin),))
         try:
             outcome = self.backend.execute(job)
         except SandboxError as exc:
             raise ServiceError(f"isolation backend failed: {exc}") from exc
-        if outcome.get("status") == "error":
-            raise ServiceError(f"runner failed: {outcome.get('error')}")
-        tests = outcome.get("tests") or []
-        return RunResponse(status=outcome["status"], test=tests[0] if tests else None,
-                           compile=outcome.get("compile"), runner=outcome.get("runner") or {})
+        if outcome.status is OutcomeStatus.ERROR:
+            raise ServiceError(f"runner failed: {outcome.error}")
+        wire = outcome.to_wire()  # the HTTP edge shows the runner's records as they are
+        return RunResponse(status=wire["status"], test=wire["tests"][0] if wire["tests"] else None,
+                           compile=wire["compile"], runner=wire["runner"])
 
     async def arun(self, req: RunRequest) -> RunResponse:
         """Run one raw program on one stdin.

@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from sandbox.core.jobs import RunJob
 from sandbox.core.judge import Judge, JudgeConfig, Submission
 
 # Small limits keep the adversarial programs short; memory well above Python's ~15 MB start-up.
@@ -107,3 +108,8 @@ def host_processes_of(uids: set[int]) -> list[tuple[int, int]]:
         if uid in uids:
             found.append((int(pid), uid))
     return found
+
+
+def execute(backend, wire_job: dict) -> dict:
+    """Execute a RunJob given in its JSON form; the outcome back in its JSON form (the runner protocol)."""
+    return backend.execute(RunJob.from_wire(wire_job)).to_wire()

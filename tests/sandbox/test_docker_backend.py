@@ -8,7 +8,15 @@ import sys
 import time
 
 import pytest
-from docker_helpers import assert_pool_clean, container_exec, docker_backend, judge_with, stdio, worker_image  # noqa: F401
+from docker_helpers import (  # noqa: F401
+    assert_pool_clean,
+    container_exec,
+    docker_backend,
+    execute,
+    judge_with,
+    stdio,
+    worker_image,
+)
 
 from sandbox.core.errors import BackendUnavailable, SandboxError
 from sandbox.core.judge import Submission
@@ -72,7 +80,7 @@ print(repr(facts))
 
 
 def test_programs_run_unprivileged_without_network(docker_backend):
-    out = docker_backend.execute({"source": LOCKDOWN_PROBE, "tests": [{"stdin": ""}]})
+    out = execute(docker_backend, {"source": LOCKDOWN_PROBE, "tests": [{"stdin": ""}]})
     run = out["tests"][0]
     assert run["status"] == "OK", run
     facts = eval(run["stdout"])  # our own probe's repr of plain literals
@@ -100,7 +108,7 @@ def test_each_container_has_its_own_sandbox_uid(docker_backend):
 
     job = {"source": "import os, time\ntime.sleep(0.3)\nprint(os.getuid())", "tests": [{"stdin": ""}]}
     with ThreadPoolExecutor(2) as pool:  # 2 at a time on a pool of 2: both containers are used
-        outs = list(pool.map(docker_backend.execute, [job] * 4))
+        outs = list(pool.map(lambda j: execute(docker_backend, j), [job] * 4))
     uids = {int(o["tests"][0]["stdout"]) for o in outs}
     assert len(uids) == 2 and all(u >= 1_000_000 for u in uids), uids
 
@@ -113,7 +121,7 @@ def test_nothing_left_behind_between_jobs(docker_backend):
               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
               "print('ok')")
     for _ in range(2):  # both containers, probably
-        out = docker_backend.execute({"source": source, "tests": [{"stdin": ""}]})
+        out = execute(docker_backend, {"source": source, "tests": [{"stdin": ""}]})
         assert out["tests"][0]["stdout"] == "ok\n", out["tests"][0]
     assert_pool_clean(docker_backend)
 
@@ -130,7 +138,7 @@ def test_dead_container_is_replaced_and_the_job_retried(worker_image):
     with DockerBackend(image=worker_image, pool_size=1, auto_build=False) as backend:
         (cid,) = backend.container_ids()
         subprocess.run(["docker", "kill", cid], capture_output=True, check=True)
-        out = backend.execute({"source": "print(5)", "tests": [{"stdin": ""}]})
+        out = execute(backend, {"source": "print(5)", "tests": [{"stdin": ""}]})
         assert out["tests"][0]["stdout"] == "5\n"
         health = backend.health()
         assert health["recycled"] == 1 and health["retried"] == 1 and health["live"] == 1
@@ -156,7 +164,7 @@ def test_execute_raises_sandbox_error_when_closed(worker_image):
     backend.close()
     backend.close()  # idempotent
     with pytest.raises(SandboxError):
-        backend.execute({"source": "print(1)", "tests": [{"stdin": ""}]})
+        execute(backend, {"source": "print(1)", "tests": [{"stdin": ""}]})
     for cid in ids:
         _wait_gone(cid)
 
@@ -240,7 +248,7 @@ def test_container_exec_helper_sees_the_pool(docker_backend):
     # sanity of the probe the clean-up assertions rely on: it does see a live program's process
     import threading
 
-    t = threading.Thread(target=docker_backend.execute, args=({"source": "import time\ntime.sleep(1.5)",
+    t = threading.Thread(target=execute, args=(docker_backend, {"source": "import time\ntime.sleep(1.5)",
                                                                  "tests": [{"stdin": ""}]},))
     t.start()
     time.sleep(0.7)

@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from docker_helpers import judge_with, stdio, worker_image  # noqa: F401
+from docker_helpers import execute, judge_with, stdio, worker_image  # noqa: F401
 
 from sandbox.core.errors import BackendUnavailable
 from sandbox.core.verdicts import Verdict
@@ -97,7 +97,7 @@ def test_program_cannot_reach_its_own_worker_socket(backend, workers):
               "    except OSError as e:\n"
               "        out.append(type(e).__name__)\n"
               "print(' '.join(out))") % (workers["names"],)
-    out = backend.execute({"source": source, "tests": [{"stdin": ""}]})
+    out = execute(backend, {"source": source, "tests": [{"stdin": ""}]})
     assert out["tests"][0]["stdout"].split() == ["PermissionError"] * 3, out["tests"][0]
 
 
@@ -108,7 +108,7 @@ def test_concurrent_jobs_use_both_workers_and_queue_behind_busy_ones(workers):
 
     def run():
         source = "import os, time\ntime.sleep(0.3)\nprint(os.getuid())"
-        out = backend.execute({"source": source, "tests": [{"stdin": ""}]})
+        out = execute(backend, {"source": source, "tests": [{"stdin": ""}]})
         results.append(out["tests"][0])
 
     threads = [threading.Thread(target=run) for _ in range(6)]
@@ -129,7 +129,7 @@ def test_worker_killed_mid_job_is_retried_elsewhere(worker_image, tmp_path):
             _start_worker(worker_image, socket_dir, n)
         backend = SocketBackend(socket_dir=socket_dir, wait_for_worker_s=5)
         box = {}
-        t = threading.Thread(target=lambda: box.setdefault("out", backend.execute(
+        t = threading.Thread(target=lambda: box.setdefault("out", execute(backend, 
             {"source": "import time\ntime.sleep(1.5)\nprint('done')", "tests": [{"stdin": ""}]})))
         t.start()
         time.sleep(0.5)
@@ -148,5 +148,5 @@ def test_no_worker_is_backend_unavailable(tmp_path):
     stale.close()
     backend = SocketBackend(socket_dir=str(tmp_path), wait_for_worker_s=0.5)
     with pytest.raises(BackendUnavailable, match="no sandbox worker reachable"):
-        backend.execute({"source": "print(1)", "tests": [{"stdin": ""}]})
+        execute(backend, {"source": "print(1)", "tests": [{"stdin": ""}]})
     assert backend.health()["ok"] is False

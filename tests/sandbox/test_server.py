@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sandbox.core.errors import SandboxError
+from sandbox.core.jobs import RunOutcome
 from sandbox.isolation.base import IsolationBackend
 from sandbox.mathcheck.verdict import MathStatus, MathVerdict
 from sandbox.service.config import parse_bool
@@ -134,9 +135,9 @@ class FakeBackend(IsolationBackend):
         if self.fail:
             raise SandboxError("fake worker died")
         tests = [{"index": i, "status": "OK", "stdout": t.get("expected", ""), "record": None}
-                 for i, t in enumerate(job["tests"])]
-        return {"protocol": 1, "status": "ok", "error": None, "compile": None, "tests": tests,
-                "stopped_early": False, "runner": {}}
+                 for i, t in enumerate(job.to_wire()["tests"])]
+        return RunOutcome.from_wire({"protocol": 1, "status": "ok", "error": None, "compile": None, "tests": tests,
+                                     "stopped_early": False, "runner": {}})
 
     def health(self):
         return {"backend": self.name, "ok": self.healthy}
