@@ -49,6 +49,7 @@ from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
 from sandbox.core.jobs import DEFAULT_LIMITS, RunJob, RunOutcome, TestInput
+from sandbox.core.pool import WorkerPool
 from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.docker_image import WORKER_IMAGE, ensure_worker_image
 from sandbox.isolation.lines import LineBuffer
@@ -242,18 +243,19 @@ class DockerBackend(IsolationBackend):
         if self.config.auto_build:
             self.config.image = ensure_worker_image(self.config.image, self.config.base_image)
         self._check_image()
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._live: dict[str, _Worker] = {}
-        self._pending = 0
-        self._closed = False
-        self.stats = {"jobs": 0, "recycled": 0, "retried": 0, "start_failures": 0, "last_error": None}
-        self._live_ids: list[str] = []
+        self._live_ids: list[str] = []  # container ids the finalizer removes if this process exits first
+        self._ids_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _remove_all, self.client, self._live_ids)
-        self._start_workers(self.config.pool_size, wait=True)
-        if not self._live:
+        self._pool: WorkerPool[_Worker] = WorkerPool(
+            self.config.pool_size, self._start_container, self._kill, background=True,
+            closed_error=lambda: SandboxError("DockerBackend is closed"),
+            empty_error=lambda why: BackendUnavailable(f"all sandbox containers are gone: {why}"),
+            start_errors=(SandboxError, OSError, _docker_error()))
+        self._pool.fill(wait=True)
+        if not self._pool.workers():
+            why = self._pool.stats.last_error
             self.close()
-            raise BackendUnavailable(f"no sandbox container could be started: {self.stats['last_error']}")
+            raise BackendUnavailable(f"no sandbox container could be started: {why}")
 
     def container_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(create_container kwargs, create_host_config kwargs)``: the lock-down (see the module docstring)."""
@@ -290,75 +292,18 @@ class DockerBackend(IsolationBackend):
                 f"worker image {self.config.image!r} not found; build it with "
                 "`python3 -m sandbox.isolation.docker_image` or pass auto_build=True") from exc
 
-    # ------------------------------------------------------------------ pool management
-
-    def _start_workers(self, count: int, wait: bool) -> None:
-        with self._cond:
-            self._pending += count
-        threads = [threading.Thread(target=self._start_one, daemon=True, name="er-docker-start") for _ in range(count)]
-        for t in threads:
-            t.start()
-        if wait:
-            for t in threads:
-                t.join()
-
-    def _start_one(self) -> None:
-        worker, error = None, None
-        try:
-            worker = _Worker(self)
-        except (SandboxError, OSError, _docker_error()) as exc:  # reported through stats/health; bugs raise
-            error = f"{type(exc).__name__}: {exc}"
-        with self._cond:
-            self._pending -= 1
-            if worker is not None and self._closed:
-                worker.kill()  # never registered in _live_ids
-            elif worker is not None:
-                self._live[worker.id] = worker
-                self._live_ids.append(worker.container_id)
-                self._idle.append(worker)
-            else:
-                self.stats["start_failures"] += 1
-                self.stats["last_error"] = error
-            self._cond.notify_all()
-
-    def _acquire(self) -> _Worker:
-        with self._cond:
-            while not self._idle:
-                if self._closed:
-                    raise SandboxError("DockerBackend is closed")
-                if not self._live and not self._pending:
-                    raise BackendUnavailable(f"all sandbox containers are gone: {self.stats['last_error']}")
-                self._cond.wait(1.0)
-            return self._idle.pop()
-
-    def _release(self, worker: _Worker) -> None:
-        limit = self.config.max_jobs_per_container
-        if limit and worker.jobs >= limit:
-            self._recycle(worker, reason=None)
-            return
-        with self._cond:
-            if self._closed:
-                worker.kill()
-                return
-            self._idle.append(worker)
-            self._cond.notify()
+    # ------------------------------------------------------------------ pool callbacks
+    def _start_container(self, slot: int) -> _Worker:
+        worker = _Worker(self)
+        with self._ids_lock:
+            self._live_ids.append(worker.container_id)
+        return worker
 
     def _kill(self, worker: _Worker) -> None:
         worker.kill()
-        with self._cond:  # only now: the finalizer still removes it if this process exits first
+        with self._ids_lock:  # only now: the finalizer still removes it if this process exits first
             if worker.container_id in self._live_ids:
                 self._live_ids.remove(worker.container_id)
-
-    def _recycle(self, worker: _Worker, reason: str | None) -> None:
-        with self._cond:
-            self._live.pop(worker.id, None)
-            self.stats["recycled"] += 1
-            if reason:
-                self.stats["last_error"] = reason
-            closed = self._closed
-        threading.Thread(target=self._kill, args=(worker,), daemon=True, name="er-docker-kill").start()
-        if not closed:
-            self._start_workers(1, wait=False)
 
     # ------------------------------------------------------------------ interface
 
@@ -372,24 +317,21 @@ class DockerBackend(IsolationBackend):
         """
         self._check_memory(job)
         deadline_s = job.deadline_s(self.config.transport_slack_s)
+        limit = self.config.max_jobs_per_container
         for attempt in range(2):
-            worker = self._acquire()
+            slot, worker = self._pool.acquire()
             try:
                 outcome = worker.run(job, time.monotonic() + deadline_s)
             except _TransportError as exc:
-                self._recycle(worker, reason=str(exc))
+                self._pool.release(slot, worker, healthy=False, reason=str(exc))  # replaced in the background
                 if exc.died and attempt == 0:
-                    self._count("retried")
+                    self._pool.count("retried")
                     continue
                 raise SandboxError(str(exc)) from exc
-            self._count("jobs")
-            self._release(worker)
+            self._pool.count("jobs")
+            self._pool.release(slot, worker, healthy=not (limit and worker.jobs >= limit))  # worn out: recycled
             return outcome
         raise AssertionError("unreachable")
-
-    def _count(self, key: str) -> None:
-        with self._cond:
-            self.stats[key] += 1
 
     def _check_memory(self, job: RunJob) -> None:
         """Refuse a per-test memory limit the container cannot hold (the kernel OOM killer, not MLE, would end it)."""
@@ -400,33 +342,27 @@ class DockerBackend(IsolationBackend):
                                f"memory_limit_bytes={self.config.memory_limit_bytes} (runner headroom "
                                f"{_RUNNER_HEADROOM_BYTES}); raise DockerBackendConfig.memory_limit_bytes")
 
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters: jobs, recycled (containers replaced), retried, start_failures, last_error."""
+        snap = self._pool.snapshot()
+        return {"jobs": snap.get("jobs", 0), "recycled": snap["replaced"], "retried": snap.get("retried", 0),
+                "start_failures": snap["start_failures"], "last_error": snap["last_error"]}
+
     def health(self) -> dict[str, Any]:
         """Pool state: live/idle/starting containers, job and recycle counts, last error."""
-        with self._cond:
-            return {"backend": self.name, "ok": bool(self._live) and not self._closed, "image": self.config.image,
-                    "pool_size": self.config.pool_size, "live": len(self._live), "idle": len(self._idle),
-                    "starting": self._pending, **self.stats}
+        snap = self._pool.snapshot()
+        return {"backend": self.name, "ok": snap["live"] > 0 and not self._pool.closed, "image": self.config.image,
+                "pool_size": self.config.pool_size, "live": snap["live"], "idle": snap["idle"],
+                "starting": snap["starting"], **self.stats}
 
     def container_ids(self) -> list[str]:
         """Full ids of the live containers (for tests and debugging)."""
-        with self._cond:
-            return [w.container_id for w in self._live.values()]
+        return [w.container_id for w in self._pool.workers()]
 
     def close(self) -> None:
         """Kill and remove every container of the pool. Idempotent."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            workers = list(self._live.values())
-            self._live.clear()
-            self._idle.clear()
-            self._cond.notify_all()
-        threads = [threading.Thread(target=self._kill, args=(w,), daemon=True) for w in workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        self._pool.close()
 
 
 DockerIsolation = DockerBackend

@@ -37,19 +37,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import select
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, SandboxError
 from sandbox.core.jobs import RunJob, RunOutcome
+from sandbox.core.pool import WorkerPool
 from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.lines import LineBuffer
 from sandbox.isolation.staging import runner_launch
@@ -232,54 +231,39 @@ class ProcessBackend(IsolationBackend):
         self._argv = _unshare_argv(self.namespaces) + [python, "-m", "sandbox.runner.job", "--serve"]
         if self.private_tmp:
             self._argv.append(f"--private-tmp={int(self.config.tmp_size_mb)}m")
-        self._idle: queue.Queue[int] = queue.Queue()
-        self._workers: list[_Worker | None] = [None] * self.config.workers
-        self._lock = threading.Lock()
-        self._closed = False
         self.jobs_run = 0
-        self.worker_restarts = 0
         self._uid_lock: int | None = None
         if self.config.base_uid is None:
             base_uid, self._uid_lock = _claim_uid_range(self.config.workers)
             self.config = ProcessBackendConfig(**{**self.config.__dict__, "base_uid": base_uid})
-        for i in range(self.config.workers):
-            self._workers[i] = _Worker(self._argv, self.config.base_uid + i, self._pythonpath)
-            self._idle.put(i)
+        base_uid = self.config.base_uid
+        self._pool: WorkerPool[_Worker] = WorkerPool(
+            self.config.workers, lambda slot: _Worker(self._argv, base_uid + slot, self._pythonpath),
+            _Worker.kill, alive=_Worker.alive, closed_error=lambda: SandboxError("ProcessBackend is closed"))
+        self._pool.fill()
+
+    @property
+    def worker_restarts(self) -> int:
+        """Workers replaced after dying, timing out or answering garbage."""
+        return self._pool.stats.replaced
 
     def execute(self, job: RunJob) -> RunOutcome:
         """Run ``job`` on an idle worker (blocks until one is free). See the base class."""
-        if self._closed:
-            raise SandboxError("ProcessBackend is closed")
-        slot = self._idle.get()
+        slot, worker = self._pool.acquire()
+        owned = {**job.to_wire(), "sandbox_uid": worker.uid, "sandbox_gid": worker.uid, "sweep_uid": True}
         try:
-            worker = self._workers[slot]
-            if worker is None or not worker.alive():
-                worker = self._restart(slot)
-            uid = self.config.base_uid + slot
-            owned = {**job.to_wire(), "sandbox_uid": uid, "sandbox_gid": uid, "sweep_uid": True}
-            try:
-                outcome = worker.request(owned, job.deadline_s(self.config.transport_slack_s))
-            except (SandboxError, OSError) as exc:
-                self._restart(slot)
-                raise SandboxError(f"process backend: {exc}") from exc
-            self.jobs_run += 1
-            return RunOutcome.from_wire(outcome)
-        finally:
-            self._idle.put(slot)
-
-    def _restart(self, slot: int) -> _Worker:
-        with self._lock:
-            old = self._workers[slot]
-            if old is not None:
-                old.kill()
-            self.worker_restarts += 1 if old is not None else 0
-            self._workers[slot] = _Worker(self._argv, self.config.base_uid + slot, self._pythonpath)
-            return self._workers[slot]
+            outcome = worker.request(owned, job.deadline_s(self.config.transport_slack_s))
+        except (SandboxError, OSError) as exc:
+            self._pool.release(slot, worker, healthy=False, reason=str(exc))
+            raise SandboxError(f"process backend: {exc}") from exc
+        self._pool.release(slot, worker)
+        self.jobs_run += 1
+        return RunOutcome.from_wire(outcome)
 
     def health(self) -> dict[str, Any]:
         """Backend facts: workers alive, namespaces applied, private /tmp, uid range, counters."""
-        alive = sum(1 for w in self._workers if w is not None and w.alive())
-        return {"backend": self.name, "ok": alive > 0 and not self._closed, "workers": self.config.workers,
+        alive = sum(1 for w in self._pool.workers() if w.alive())
+        return {"backend": self.name, "ok": alive > 0 and not self._pool.closed, "workers": self.config.workers,
                 "workers_alive": alive, "namespaces": list(self.namespaces),
                 "namespaces_refused": [n for n in self.config.namespaces if n not in self.namespaces],
                 "runner_pythonpath": self._pythonpath,
@@ -291,11 +275,7 @@ class ProcessBackend(IsolationBackend):
 
     def close(self) -> None:
         """Kill all workers. Idempotent."""
-        self._closed = True
-        for i, worker in enumerate(self._workers):
-            if worker is not None:
-                worker.kill()
-                self._workers[i] = None
+        self._pool.close()
         if self._uid_lock is not None:  # workers are dead: the uid range may be reused
             os.close(self._uid_lock)
             self._uid_lock = None

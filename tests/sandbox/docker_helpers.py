@@ -8,6 +8,7 @@ once per session by :func:`sandbox.isolation.docker_image.ensure_worker_image`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -113,3 +114,12 @@ def host_processes_of(uids: set[int]) -> list[tuple[int, int]]:
 def execute(backend, wire_job: dict) -> dict:
     """Execute a RunJob given in its JSON form; the outcome back in its JSON form (the runner protocol)."""
     return backend.execute(RunJob.from_wire(wire_job)).to_wire()
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip (developer machine) or fail (``CI=true``) when a prerequisite is missing (as tests/conftest.py)."""
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI requirement missing: {reason}", pytrace=False)
+    pytest.skip(reason)

@@ -40,11 +40,11 @@ from docker_helpers import (  # noqa: F401
     docker_backend,
     host_processes_of,
     judge_with,
+    require,
     stdio,
     worker_image,
 )
 
-from conftest import require
 from sandbox.core.judge import Submission
 from sandbox.core.verdicts import Verdict
 

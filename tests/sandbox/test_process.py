@@ -63,7 +63,7 @@ def test_files_left_in_shared_dirs_do_not_outlive_the_test(backend):
 
 
 def test_worker_death_is_sandbox_error_then_recovers(backend):
-    worker = backend._workers[0]
+    worker = backend._pool.workers()[0]
     worker.kill()
     outs = [run(backend, job("print(7)")) for _ in range(3)]
     assert all(o["tests"][0]["stdout"] == "7\n" for o in outs)
@@ -73,8 +73,8 @@ def test_worker_death_is_sandbox_error_then_recovers(backend):
 def test_hung_worker_times_out_as_sandbox_error():
     b = ProcessBackend(workers=1, transport_slack_s=0.5)
     try:
-        b._workers[0].proc.stdin.write(b"")  # worker is alive
-        os.killpg(b._workers[0].proc.pid, 19)  # SIGSTOP the worker group: it hangs
+        b._pool.workers()[0].proc.stdin.write(b"")  # worker is alive
+        os.killpg(b._pool.workers()[0].proc.pid, 19)  # SIGSTOP the worker group: it hangs
         with pytest.raises(SandboxError, match="no answer"):
             run(b, {"source": "print(1)", "tests": [{"stdin": ""}], "limits": {"wall_time_limit_s": 0.5}})
         assert run(b, job("print(1)"))["tests"][0]["stdout"] == "1\n"
