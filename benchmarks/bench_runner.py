@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from sandbox.runner import _world_executable, run_job
+from sandbox.runner.job import _world_executable, run_job
 
 
 def tree_cpu_s() -> float:
@@ -75,8 +75,8 @@ def main() -> None:
             assert all(t["status"] == "OK" for t in out["tests"]), out
         return go
 
+    from sandbox.core.judge import Judge, JudgeConfig, Submission
     from sandbox.isolation import get_backend
-    from sandbox.judge import Judge, JudgeConfig, Submission
 
     backend = get_backend("process", workers=2)
     judge = Judge(JudgeConfig(max_concurrency=2), backend)

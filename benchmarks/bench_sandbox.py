@@ -5,7 +5,7 @@ Measures, side by side in one run:
 1. Judged LeetCode reference solutions per second (assert-style ``check(candidate)`` tests from
    ``../shared/data/code/leetcode_train.json``), each method with the same concurrency (``--concurrency``):
 
-   - ``docker pool``: :class:`sandbox.judge.Judge` over :class:`sandbox.isolation.docker.DockerBackend`
+   - ``docker pool``: :class:`sandbox.core.judge.Judge` over :class:`sandbox.isolation.docker.DockerBackend`
      (warm locked-down containers, zygote fork per test);
    - ``process pool``: the same judge over the ``process`` backend (no Docker), for reference;
    - ``LCB-style``: LiveCodeBench's grader approach, reimplemented minimally: per submission a
@@ -43,13 +43,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sandbox.harness import LEETCODE_PRELUDE  # noqa: E402
+from sandbox.core.jobs import RunJob, RunOutcome  # noqa: E402
+from sandbox.core.judge import Judge, JudgeConfig, Submission  # noqa: E402
+from sandbox.core.verdicts import Verdict  # noqa: E402
 from sandbox.isolation.docker import NO_IPC_SYSCTLS, RUNNER_CAPS  # noqa: E402
-from sandbox.judge import Judge, JudgeConfig, Submission  # noqa: E402
-from sandbox.verdicts import Verdict  # noqa: E402
+from sandbox.runner.harness import LEETCODE_PRELUDE  # noqa: E402
 
 DATA = Path(os.environ.get("ER_SHARED_DATA", REPO.parent / "shared" / "data")) / "code" / "leetcode_train.json"
 SECTION = "## Sandbox throughput"
+
+
+def _execute(backend, wire_job: dict) -> dict:
+    """Run a RunJob given in its JSON form; the outcome in its JSON form."""
+    return backend.execute(RunJob.from_wire(wire_job)).to_wire()
 
 
 def load_problems(n: int) -> list[dict]:
@@ -104,9 +110,9 @@ def docker_run_check(problem: dict, image: str, judge: Judge) -> bool:
     argv = ["docker", "run", "--rm", "-i", "--network", "none", "--ipc", "none", *sysctls, "--read-only",
             "--tmpfs", "/tmp:rw,noexec,nosuid,nodev,size=512m,mode=0711", "--cap-drop", "ALL", *caps,
             "--security-opt", "no-new-privileges", "--pids-limit", "256", "--memory", "3g", "--init", image]
-    job = {**job, "sandbox_uid": 1_234_567, "sandbox_gid": 1_234_567, "sweep_uid": True}
-    proc = subprocess.run(argv, input=json.dumps(job) + "\n", capture_output=True, text=True, timeout=120)
-    outcome = json.loads(proc.stdout.splitlines()[-1])
+    wire = {**job.to_wire(), "sandbox_uid": 1_234_567, "sandbox_gid": 1_234_567, "sweep_uid": True}
+    proc = subprocess.run(argv, input=json.dumps(wire) + "\n", capture_output=True, text=True, timeout=120)
+    outcome = RunOutcome.from_wire(json.loads(proc.stdout.splitlines()[-1]))
     return judge.result_from_outcome(outcome, _spec_obj(problem)).verdict is Verdict.AC
 
 
@@ -115,7 +121,7 @@ def _assert_spec(problem: dict):
 
 
 def _spec_obj(problem: dict):
-    from sandbox.spec import TestSpec
+    from sandbox.core.spec import TestSpec
 
     return TestSpec.from_dict({"kind": "assert", "test_code": problem["test_code"]})
 
@@ -220,21 +226,21 @@ def bench_trivial(args, docker_backend, process_backend) -> list[tuple]:
     job = {"source": "print(input())", "tests": [{"stdin": str(i)} for i in range(n)],
            "stop_on_first_failure": False}
     for name, backend in (("docker pool", docker_backend), ("process pool", process_backend)):
-        backend.execute({**job, "tests": job["tests"][:10]})
+        _execute(backend, {**job, "tests": job["tests"][:10]})
         start = time.perf_counter()
-        out = backend.execute(job)
+        out = _execute(backend, job)
         assert all(t["status"] == "OK" for t in out["tests"]), "trivial job failed"
         rows.append((f"{name}: 1 job x {n} tests (fork fast path)", n, time.perf_counter() - start))
         shared = {**job, "share_process": True}
-        backend.execute({**shared, "tests": job["tests"][:10]})
+        _execute(backend, {**shared, "tests": job["tests"][:10]})
         start = time.perf_counter()
-        out = backend.execute(shared)
+        out = _execute(backend, shared)
         assert all(t["status"] == "OK" and t["stdout"] == f"{i}\n" for i, t in enumerate(out["tests"])), "shared job"
         rows.append((f"{name}: 1 job x {n} tests, share_process", n, time.perf_counter() - start))
         one = {"source": "print(input())", "tests": [{"stdin": "1"}]}
         start = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(backend.execute, [one] * (n // 5)))
+            list(pool.map(lambda j: _execute(backend, j), [one] * (n // 5)))
         rows.append((f"{name}: {n // 5} one-test jobs, {args.concurrency} concurrent", n // 5,
                      time.perf_counter() - start))
     return rows

@@ -34,9 +34,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sandbox.client import SandboxClient  # noqa: E402
-from sandbox.local_server import LocalServer  # noqa: E402
-from sandbox.service import ServiceConfig  # noqa: E402
+from sandbox.service.client import SandboxClient  # noqa: E402
+from sandbox.service.local_server import LocalServer  # noqa: E402
+from sandbox.service.service import ServiceConfig  # noqa: E402
 
 SECTION = "## Reward service"
 

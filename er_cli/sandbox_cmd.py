@@ -33,8 +33,8 @@ _PER_REQUEST = ("cpu_time_limit_s", "wall_time_limit_s", "memory_limit_bytes", "
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``er sandbox`` (``serve``, ``judge``, ``health``) to the ``er`` parser."""
-    from sandbox.config import ServerConfig
-    from sandbox.judge import JudgeConfig
+    from sandbox.core.judge import JudgeConfig
+    from sandbox.service.config import ServerConfig
 
     group = subparsers.add_parser("sandbox", help="Reward service: serve it, or judge one program.",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,8 +81,8 @@ def _fail(message: str) -> int:
 def _serve(ns: argparse.Namespace) -> int:
     import uvicorn
 
-    from sandbox.config import ServerConfig
-    from sandbox.server import create_app
+    from sandbox.service.config import ServerConfig
+    from sandbox.service.server import create_app
 
     config = dataclass_from_args(ServerConfig, ns)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
@@ -117,9 +117,9 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def _judge(ns: argparse.Namespace) -> int:
-    from sandbox.client import SandboxClient
-    from sandbox.judge import JudgeConfig
-    from sandbox.service import ServiceConfig
+    from sandbox.core.judge import JudgeConfig
+    from sandbox.service.client import SandboxClient
+    from sandbox.service.service import ServiceConfig
 
     config = dataclass_from_args(JudgeConfig, ns)
     changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(JudgeConfig)
@@ -147,7 +147,7 @@ def _judge(ns: argparse.Namespace) -> int:
 
 
 def _health(ns: argparse.Namespace) -> int:
-    from sandbox.client import SandboxClient
+    from sandbox.service.client import SandboxClient
 
     with SandboxClient(ns.endpoint, max_retries=1, backoff_s=0.2) as client:
         report = client.health()

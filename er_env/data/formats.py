@@ -9,7 +9,7 @@ floats-as-strings, stringified lists and multi-part answers):
     ``math`` — ``{problem, answer}`` rows (AIME, AMC, MATH500, MATH train,
     Minerva, DeepScaleR); ``olympiad_bench`` — adds ``is_multiple_answer``.
 
-Code (tests become the sandbox wire dict, see ``sandbox.spec``):
+Code (tests become the sandbox wire dict, see ``sandbox.core.spec``):
     ``codeforces`` — ``tests: [{input, output}]``, limits from the statement;
     ``code_contests`` — ``tests: {inputs, outputs}``, CodeContests limit lines;
     ``leetcode`` — ``tests: {functional: "def check(candidate): ..."}`` (or its
@@ -118,7 +118,7 @@ def math_row(row: Mapping[str, Any], index: int, source: str) -> Problem:
 # ---------------------------------------------------------------------------- code
 def _statement_limits(statement: str) -> dict[str, float | None]:
     """Time/memory limits stated in a problem (Codeforces or CodeContests lines)."""
-    from sandbox.spec import limits_from_statement  # Codeforces "Time Limit: N ms" / "Memory Limit: M MB"
+    from sandbox.core.spec import limits_from_statement  # Codeforces "Time Limit: N ms" / "Memory Limit: M MB"
 
     time_s, mem_mb = limits_from_statement(statement)
     if time_s is None and (m := _CC_TIME_RE.search(statement)):

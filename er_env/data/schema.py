@@ -1,7 +1,7 @@
 """The one problem schema every loader produces (stdlib only).
 
 Math rows carry gold answers; code rows carry a test spec in the sandbox wire
-format (a plain JSON-able dict that ``sandbox.spec.TestSpec.from_dict`` parses), so
+format (a plain JSON-able dict that ``sandbox.core.spec.TestSpec.from_dict`` parses), so
 this module needs nothing from the sandbox package.
 """
 
@@ -31,7 +31,7 @@ class Problem:
             dataset's shape (stringified lists, floats as strings, ...).
         answers_required: math only: ``"any"`` (one of ``answers`` suffices) or
             ``"all"`` (a multi-part problem: every part must appear).
-        tests: code only: the test spec dict, see ``sandbox.spec``.
+        tests: code only: the test spec dict, see ``sandbox.core.spec``.
         source: dataset name (``"aime2024"``, ``"codeforces"``, ``"embedded"``...).
         metadata: anything else worth keeping (difficulty, url, limits...).
     """

@@ -1,8 +1,8 @@
 r"""Code reward: the completion's last code block, judged against the problem's tests.
 
-Uses ``problem.tests`` (the sandbox test-spec dict, see :mod:`sandbox.spec`) and
+Uses ``problem.tests`` (the sandbox test-spec dict, see :mod:`sandbox.core.spec`) and
 optionally ``problem.metadata["limits"]`` (``cpu_time_limit_s``, ``wall_time_limit_s``,
-``memory_limit_bytes``, ``output_limit_bytes``). The judge (:mod:`sandbox.judge`)
+``memory_limit_bytes``, ``output_limit_bytes``). The judge (:mod:`sandbox.core.judge`)
 extracts the program from the solution phase (after ``</think>``), runs it in the
 isolation backend and compares outputs, in-process or behind ``er sandbox serve``.
 
@@ -66,8 +66,8 @@ class CodeReward(SandboxReward):
         endpoint: reward server URL, or ``None`` to judge in-process.
         on_reward_error: ``"record"`` (grader failures become ``is_error`` results, ``reward=nan``)
             or ``"raise"``.
-        client_options: :class:`sandbox.client.SandboxClient` keyword arguments.
-        **judge_kwargs: :class:`sandbox.judge.JudgeConfig` fields. The limits
+        client_options: :class:`sandbox.service.client.SandboxClient` keyword arguments.
+        **judge_kwargs: :class:`sandbox.core.judge.JudgeConfig` fields. The limits
             (``cpu_time_limit_s``, ``wall_time_limit_s``, ``memory_limit_bytes``,
             ``output_limit_bytes``), ``compare_mode`` and ``stop_on_first_failure`` are sent with
             every request and work in both modes; other fields, and in-process ``isolation``
@@ -109,8 +109,8 @@ class CodeReward(SandboxReward):
     def _plan(self, problems: Sequence[Problem], completions: Sequence[str]
               ) -> tuple[list[RequestGroup], dict[int, RewardResult]]:
         """Submissions grouped by request options; broken test specs answered at once."""
-        from sandbox.errors import SpecError
-        from sandbox.spec import TestSpec
+        from sandbox.core.errors import SpecError
+        from sandbox.core.spec import TestSpec
 
         groups: dict[str, RequestGroup] = {}
         broken: dict[int, RewardResult] = {}

@@ -1,6 +1,6 @@
 """Shared plumbing of the sandbox-backed rewards: one client, in-process or over HTTP.
 
-:class:`SandboxReward` owns a :class:`sandbox.client.SandboxClient`: in-process
+:class:`SandboxReward` owns a :class:`sandbox.service.client.SandboxClient`: in-process
 (``endpoint=None``: the judge and math checker run in this process) or remote
 (``endpoint="http://host:8000"``: an ``er sandbox serve`` gateway). Subclasses
 (:class:`~er_env.rewards.code.CodeReward`, :class:`~er_env.rewards.math.MathReward`)
@@ -12,7 +12,7 @@ sends every request group concurrently). The blocking :meth:`SandboxReward.__cal
 the same coroutine with the client's blocking calls in worker threads.
 
 Failures never become a silent 0: a failure the client reports
-(:class:`sandbox.client.SandboxClientError`: transport, a rejected request, a core failure)
+(:class:`sandbox.service.client.SandboxClientError`: transport, a rejected request, a core failure)
 gives :func:`~er_env.rewards.base.error_result` entries (``is_error=True``, ``reward=nan``)
 with ``on_reward_error="record"``, or raises :class:`~er_env.rewards.base.RewardError`
 with ``on_reward_error="raise"``. Anything else is a bug and propagates.
@@ -59,9 +59,9 @@ class SandboxReward:
         endpoint: reward server URL, or ``None`` to run in-process.
         on_reward_error: ``"record"`` (failures become ``is_error`` results with ``reward=nan``)
             or ``"raise"`` (raise :class:`RewardError`).
-        client_options: :class:`sandbox.client.SandboxClient` keyword arguments
+        client_options: :class:`sandbox.service.client.SandboxClient` keyword arguments
             (``timeout_s``, ``max_retries``, ``backoff_s``, ``max_concurrency``, ``batch_size``...).
-        service_options: in-process only: :class:`sandbox.service.ServiceConfig` keyword arguments.
+        service_options: in-process only: :class:`sandbox.service.service.ServiceConfig` keyword arguments.
 
     Raises:
         ValueError: an unknown ``on_reward_error``.
@@ -80,7 +80,7 @@ class SandboxReward:
         self._client_options = dict(client_options or {})
         self._service_config: Any = None
         if endpoint is None:  # validate the in-process settings now, start nothing yet
-            from sandbox.service import ServiceConfig
+            from sandbox.service.service import ServiceConfig
 
             self._service_config = ServiceConfig(**dict(service_options or {}))
         self._client: Any = None
@@ -90,9 +90,9 @@ class SandboxReward:
 
     @property
     def client(self) -> Any:
-        """The :class:`sandbox.client.SandboxClient` (built on first use)."""
+        """The :class:`sandbox.service.client.SandboxClient` (built on first use)."""
         if self._client is None:
-            from sandbox.client import SandboxClient
+            from sandbox.service.client import SandboxClient
 
             self._client = SandboxClient(self.endpoint, service_config=self._service_config, **self._client_options)
         return self._client
@@ -141,7 +141,7 @@ class SandboxReward:
 
     async def _score(self, problems: Sequence[Problem], completions: Sequence[str], send: Send
                      ) -> list[RewardResult]:
-        from sandbox.client import SandboxClientError
+        from sandbox.service.client import SandboxClientError
 
         self._check_lengths(problems, completions)
         groups, out = self._plan(problems, completions)

@@ -39,7 +39,7 @@ class MathReward(SandboxReward):
         endpoint: reward server URL, or ``None`` to check in-process.
         on_reward_error: ``"record"`` (grader failures become ``is_error`` results, ``reward=nan``)
             or ``"raise"``.
-        client_options: :class:`sandbox.client.SandboxClient` keyword arguments.
+        client_options: :class:`sandbox.service.client.SandboxClient` keyword arguments.
         **checker_kwargs: in-process only: :class:`sandbox.mathcheck.MathCheckerConfig` fields
             (``timeout_s``, ``workers``, ``fallback_to_thinking``...). With an endpoint these are
             the server's settings (``er sandbox serve --math-timeout-s ...``) and are rejected here.

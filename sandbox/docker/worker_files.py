@@ -1,6 +1,6 @@
 """The files of the ``sandbox`` package the worker image needs, and nothing else (stdlib only).
 
-The worker image runs only the in-boundary runner (``sandbox.runner``, ``sandbox.runner_socket``).
+The worker image runs only the in-boundary runner (``sandbox.runner.job``, ``sandbox.runner.socket_server``).
 This script follows their ``sandbox.*`` imports (every ``import`` statement in the module,
 including function-level ones) and fails if any other import is not part of the standard
 library, so a runner that grows a third-party dependency breaks the image build loudly
@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 
-ENTRY_MODULES = ("sandbox.runner", "sandbox.runner_socket")
+ENTRY_MODULES = ("sandbox.runner.job", "sandbox.runner.socket_server")
 PACKAGE = "sandbox"
 
 
@@ -80,7 +80,7 @@ def closure(root: str, entries: tuple[str, ...] = ENTRY_MODULES) -> list[str]:
         if path is None:
             if name in entries:
                 raise FileNotFoundError(f"entry module {name!r} not found under {root}")
-            continue  # "from sandbox import harness" also lists "sandbox.harness"; names that are not modules end here
+            continue  # "from sandbox.runner import harness" also lists "sandbox.runner.harness"; names that are not modules end here
         parts = name.split(".")
         for i in range(1, len(parts)):  # parent packages run their __init__ on import
             init = _module_path(root, ".".join(parts[:i]))

@@ -1,8 +1,9 @@
 """The isolation backend interface: run a RunJob inside a boundary, get a RunOutcome.
 
-A backend moves a RunJob (a plain JSON-able dict, protocol documented in
-:mod:`sandbox.runner`) across an isolation boundary, runs :func:`sandbox.runner.run_job`
-there, and returns the RunOutcome dict unchanged. Implementations:
+A backend moves a :class:`~sandbox.core.jobs.RunJob` across an isolation boundary (as the
+JSON of the runner protocol, :mod:`sandbox.runner.job`), runs :func:`sandbox.runner.job.run_job`
+there, and returns the answer as a typed :class:`~sandbox.core.jobs.RunOutcome`
+(:meth:`~sandbox.core.jobs.RunOutcome.from_wire` validates it). Implementations:
 
 - ``process`` (:mod:`sandbox.isolation.process`): pre-forked runner subprocesses with
   rlimits, a separate uid and Linux namespaces where permitted. No Docker needed.
@@ -10,7 +11,7 @@ there, and returns the RunOutcome dict unchanged. Implementations:
 - ``socket`` (:mod:`sandbox.isolation.socket`): compose workers over unix sockets.
 
 Contract: ``execute`` never raises for anything the user program does (those are test
-statuses inside the outcome). It raises :class:`~sandbox.errors.SandboxError` when the
+statuses inside the outcome). It raises :class:`~sandbox.core.errors.SandboxError` when the
 boundary itself fails (worker died, timed out, malformed answer); the judge turns that
 into ``INTERNAL_ERROR``, never into a wrong answer.
 """
@@ -18,19 +19,12 @@ into ``INTERNAL_ERROR``, never into a wrong answer.
 from __future__ import annotations
 
 import abc
-import asyncio
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.jobs import RunJob, RunOutcome
 
-__all__ = ["IsolationBackend", "RunJob", "RunOutcome", "SandboxError", "BackendUnavailable",
-           "RunnerProtocolError", "check_outcome", "job_deadline_s"]
-
-RunJob = dict[str, Any]
-"""A RunJob dict, see :mod:`sandbox.runner` (protocol 1)."""
-
-RunOutcome = dict[str, Any]
-"""A RunOutcome dict, see :mod:`sandbox.runner` (protocol 1)."""
+__all__ = ["IsolationBackend", "RunJob", "RunOutcome", "SandboxError", "BackendUnavailable", "RunnerProtocolError"]
 
 
 class IsolationBackend(abc.ABC):
@@ -47,18 +41,14 @@ class IsolationBackend(abc.ABC):
         """Run ``job`` inside the boundary.
 
         Args:
-            job: a RunJob dict.
+            job: the job.
 
         Returns:
-            The RunOutcome dict produced by the runner.
+            The runner's outcome.
 
         Raises:
             SandboxError: the boundary failed (never for user-program failures).
         """
-
-    async def aexecute(self, job: RunJob) -> RunOutcome:
-        """Async :meth:`execute`; the default runs it in a worker thread."""
-        return await asyncio.to_thread(self.execute, job)
 
     def health(self) -> dict[str, Any]:
         """A JSON-able health report (``{"backend": name, "ok": bool, ...}``)."""
@@ -72,40 +62,3 @@ class IsolationBackend(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def check_outcome(outcome: Any) -> RunOutcome:
-    """Validate the shape of a RunOutcome received from across the boundary.
-
-    Args:
-        outcome: the decoded answer.
-
-    Returns:
-        ``outcome`` itself.
-
-    Raises:
-        RunnerProtocolError: not a protocol-1 RunOutcome.
-    """
-    if not isinstance(outcome, dict) or outcome.get("protocol") != 1 or not isinstance(outcome.get("tests"), list):
-        raise RunnerProtocolError(f"runner answered something that is not a protocol-1 RunOutcome: {outcome!r:.200}")
-    if outcome.get("status") not in ("ok", "compile_error", "error"):
-        raise RunnerProtocolError(f"RunOutcome status {outcome.get('status')!r} unknown")
-    return outcome
-
-
-def job_deadline_s(job: RunJob, slack_s: float = 30.0) -> float:
-    """An upper bound for how long the runner may take on ``job`` (for transport timeouts).
-
-    Args:
-        job: the RunJob.
-        slack_s: added for compilation, start-up and transfers.
-
-    Returns:
-        Seconds: number of tests x wall limit (+ the compile wall limit for C++) + slack.
-    """
-    from sandbox.runner import COMPILE_LIMITS, DEFAULT_LIMITS
-
-    wall = (job.get("limits") or {}).get("wall_time_limit_s") or DEFAULT_LIMITS["wall_time_limit_s"]
-    n_tests = len(job.get("tests") or [1])
-    compile_s = COMPILE_LIMITS["wall_time_limit_s"] if job.get("language") == "cpp" else 0.0
-    return n_tests * float(wall) + compile_s + slack_s

@@ -1,9 +1,9 @@
 """Docker isolation: a pool of warm, locked-down worker containers (library use, no compose).
 
 Each pool slot is one long-lived container of the worker image
-(``sandbox/docker/Dockerfile.worker``) running ``python3 -m sandbox.runner --serve``; the
+(``sandbox/docker/Dockerfile.worker``) running ``python3 -m sandbox.runner.job --serve``; the
 backend talks to it over the attached stdin/stdout (one RunJob JSON line in, one RunOutcome
-line out, see :mod:`sandbox.runner`). Jobs go to a free container; callers block while all are
+line out, see :mod:`sandbox.runner.job`). Jobs go to a free container; callers block while all are
 busy, so ``pool_size`` bounds concurrency.
 
 Lock-down of every container (see :class:`DockerBackendConfig` for the knobs):
@@ -22,10 +22,10 @@ Lock-down of every container (see :class:`DockerBackendConfig` for the knobs):
   the runner kills whatever the program left running and wipes its files.
 
 Failures: a container that dies, answers garbage or does not answer within
-:func:`~sandbox.isolation.base.job_deadline_s` (the runner enforces the per-test limits itself, so
+:meth:`~sandbox.core.jobs.RunJob.deadline_s` (the runner enforces the per-test limits itself, so
 this only happens when the runner is broken) is killed and replaced in the background; the job
 is retried once on another container when the container died before answering, else
-:class:`~sandbox.errors.SandboxError` is raised, which the judge reports as INTERNAL_ERROR. A
+:class:`~sandbox.core.errors.SandboxError` is raised, which the judge reports as INTERNAL_ERROR. A
 user program's TLE/MLE/RE is an ordinary test status in the outcome, never an exception.
 
 Example::
@@ -47,9 +47,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, RunnerProtocolError, SandboxError
-from sandbox.isolation.base import IsolationBackend, RunJob, RunOutcome, check_outcome, job_deadline_s
+from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.jobs import DEFAULT_LIMITS, RunJob, RunOutcome, TestInput
+from sandbox.core.pool import WorkerPool
+from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.docker_image import WORKER_IMAGE, ensure_worker_image
+from sandbox.isolation.lines import LineBuffer
 
 __all__ = ["DockerBackend", "DockerBackendConfig", "DockerIsolation", "RUNNER_CAPS", "NO_IPC_SYSCTLS"]
 
@@ -59,7 +62,7 @@ RUNNER_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL")
 NO_IPC_SYSCTLS = {"kernel.shmmax": "0", "kernel.shmall": "0", "kernel.msgmni": "0", "kernel.sem": "0 0 0 0",
                   "fs.mqueue.queues_max": "0"}
 _SANDBOX_UID_RANGE = (1_000_000, 2_000_000_000)
-_WARMUP_JOB = {"source": "pass", "tests": [{"stdin": ""}]}
+_WARMUP_JOB = RunJob(source="pass", tests=(TestInput(),))
 _HEADER_BYTES = 8
 _STDERR_KEEP_BYTES = 16 << 10
 _RUNNER_HEADROOM_BYTES = 256 << 20
@@ -117,7 +120,7 @@ class _Attached:
         self._holder = sock
         self._sock = getattr(sock, "_sock", sock)
         self._buf = bytearray()
-        self._stdout = bytearray()
+        self._stdout = LineBuffer()
         self.stderr: deque[bytes] = deque(maxlen=64)
 
     def send(self, data: bytes, deadline: float) -> None:
@@ -137,20 +140,19 @@ class _Attached:
 
     def read_line(self, deadline: float) -> bytes:
         while True:
-            end = self._stdout.find(b"\n")
-            if end >= 0:
-                line = bytes(self._stdout[:end])
-                del self._stdout[:end + 1]
+            line = self._stdout.pop_line()
+            if line is not None:
                 return line
             self._fill(_HEADER_BYTES, deadline)
             stream, size = self._buf[0], int.from_bytes(self._buf[4:8], "big")
             self._fill(_HEADER_BYTES + size, deadline)
-            payload = bytes(self._buf[_HEADER_BYTES:_HEADER_BYTES + size])
-            del self._buf[:_HEADER_BYTES + size]
+            payload = memoryview(self._buf)[_HEADER_BYTES:_HEADER_BYTES + size]
             if stream == 2:
-                self.stderr.append(payload[-_STDERR_KEEP_BYTES:])
+                self.stderr.append(bytes(payload[-_STDERR_KEEP_BYTES:]))
             else:
-                self._stdout += payload
+                self._stdout.feed(payload)
+            payload.release()
+            del self._buf[:_HEADER_BYTES + size]
 
     def stderr_tail(self) -> str:
         return b"".join(self.stderr)[-2000:].decode("utf-8", "replace")
@@ -159,7 +161,7 @@ class _Attached:
         for obj in (self._sock, self._holder):
             try:
                 obj.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket
+            except OSError:  # closing a dead socket
                 pass
 
 
@@ -173,8 +175,8 @@ class _Worker:
         self.api = backend.client.api
         create, host = backend.container_kwargs()
         self.container_id = self.api.create_container(
-            cfg.image, ["python3", "-m", "sandbox.runner", "--serve"], host_config=self.api.create_host_config(**host),
-            **create)["Id"]
+            cfg.image, ["python3", "-m", "sandbox.runner.job", "--serve"],
+            host_config=self.api.create_host_config(**host), **create)["Id"]
         self.id = self.container_id[:12]
         try:
             self.stream = _Attached(self.api.attach_socket(
@@ -186,9 +188,9 @@ class _Worker:
             raise
 
     def run(self, job: RunJob, deadline: float) -> RunOutcome:
-        job = {**job, "sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_uid, "sweep_uid": True}
+        wire = {**job.to_wire(), "sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_uid, "sweep_uid": True}
         try:
-            self.stream.send(json.dumps(job).encode() + b"\n", deadline)
+            self.stream.send(json.dumps(wire).encode() + b"\n", deadline)
             line = self.stream.read_line(deadline)
         except (TimeoutError, OSError) as exc:
             raise _TransportError(f"container {self.id} gave no answer: {exc}", died=False) from exc
@@ -196,7 +198,7 @@ class _Worker:
             raise _TransportError(f"container {self.id} exited: {exc}; runner stderr: {self.stream.stderr_tail()!r}",
                                   died=True) from exc
         try:
-            outcome = check_outcome(json.loads(line))
+            outcome = RunOutcome.from_wire(json.loads(line))
         except (ValueError, RunnerProtocolError) as exc:
             raise _TransportError(f"container {self.id} answered garbage: {exc}", died=False) from exc
         self.jobs += 1
@@ -208,7 +210,7 @@ class _Worker:
             stream.close()
         try:
             self.api.remove_container(self.container_id, force=True)
-        except Exception:  # noqa: BLE001 - already gone (auto_remove) or being removed
+        except (OSError, _docker_error()):  # already gone (auto_remove), being removed, or the engine went away
             pass
 
 
@@ -216,7 +218,7 @@ def _remove_all(client, ids: list[str]) -> None:
     for cid in ids:
         try:
             client.api.remove_container(cid, force=True)
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except (OSError, _docker_error()):  # best effort at interpreter exit
             pass
 
 
@@ -241,18 +243,19 @@ class DockerBackend(IsolationBackend):
         if self.config.auto_build:
             self.config.image = ensure_worker_image(self.config.image, self.config.base_image)
         self._check_image()
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._live: dict[str, _Worker] = {}
-        self._pending = 0
-        self._closed = False
-        self.stats = {"jobs": 0, "recycled": 0, "retried": 0, "start_failures": 0, "last_error": None}
-        self._live_ids: list[str] = []
+        self._live_ids: list[str] = []  # container ids the finalizer removes if this process exits first
+        self._ids_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _remove_all, self.client, self._live_ids)
-        self._start_workers(self.config.pool_size, wait=True)
-        if not self._live:
+        self._pool: WorkerPool[_Worker] = WorkerPool(
+            self.config.pool_size, self._start_container, self._kill, background=True,
+            closed_error=lambda: SandboxError("DockerBackend is closed"),
+            empty_error=lambda why: BackendUnavailable(f"all sandbox containers are gone: {why}"),
+            start_errors=(SandboxError, OSError, _docker_error()))
+        self._pool.fill(wait=True)
+        if not self._pool.workers():
+            why = self._pool.stats.last_error
             self.close()
-            raise BackendUnavailable(f"no sandbox container could be started: {self.stats['last_error']}")
+            raise BackendUnavailable(f"no sandbox container could be started: {why}")
 
     def container_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(create_container kwargs, create_host_config kwargs)``: the lock-down (see the module docstring)."""
@@ -289,75 +292,18 @@ class DockerBackend(IsolationBackend):
                 f"worker image {self.config.image!r} not found; build it with "
                 "`python3 -m sandbox.isolation.docker_image` or pass auto_build=True") from exc
 
-    # ------------------------------------------------------------------ pool management
-
-    def _start_workers(self, count: int, wait: bool) -> None:
-        with self._cond:
-            self._pending += count
-        threads = [threading.Thread(target=self._start_one, daemon=True, name="er-docker-start") for _ in range(count)]
-        for t in threads:
-            t.start()
-        if wait:
-            for t in threads:
-                t.join()
-
-    def _start_one(self) -> None:
-        worker, error = None, None
-        try:
-            worker = _Worker(self)
-        except Exception as exc:  # noqa: BLE001 - any start failure is reported through stats/health
-            error = f"{type(exc).__name__}: {exc}"
-        with self._cond:
-            self._pending -= 1
-            if worker is not None and self._closed:
-                worker.kill()  # never registered in _live_ids
-            elif worker is not None:
-                self._live[worker.id] = worker
-                self._live_ids.append(worker.container_id)
-                self._idle.append(worker)
-            else:
-                self.stats["start_failures"] += 1
-                self.stats["last_error"] = error
-            self._cond.notify_all()
-
-    def _acquire(self) -> _Worker:
-        with self._cond:
-            while not self._idle:
-                if self._closed:
-                    raise SandboxError("DockerBackend is closed")
-                if not self._live and not self._pending:
-                    raise BackendUnavailable(f"all sandbox containers are gone: {self.stats['last_error']}")
-                self._cond.wait(1.0)
-            return self._idle.pop()
-
-    def _release(self, worker: _Worker) -> None:
-        limit = self.config.max_jobs_per_container
-        if limit and worker.jobs >= limit:
-            self._recycle(worker, reason=None)
-            return
-        with self._cond:
-            if self._closed:
-                worker.kill()
-                return
-            self._idle.append(worker)
-            self._cond.notify()
+    # ------------------------------------------------------------------ pool callbacks
+    def _start_container(self, slot: int) -> _Worker:
+        worker = _Worker(self)
+        with self._ids_lock:
+            self._live_ids.append(worker.container_id)
+        return worker
 
     def _kill(self, worker: _Worker) -> None:
         worker.kill()
-        with self._cond:  # only now: the finalizer still removes it if this process exits first
+        with self._ids_lock:  # only now: the finalizer still removes it if this process exits first
             if worker.container_id in self._live_ids:
                 self._live_ids.remove(worker.container_id)
-
-    def _recycle(self, worker: _Worker, reason: str | None) -> None:
-        with self._cond:
-            self._live.pop(worker.id, None)
-            self.stats["recycled"] += 1
-            if reason:
-                self.stats["last_error"] = reason
-            closed = self._closed
-        threading.Thread(target=self._kill, args=(worker,), daemon=True, name="er-docker-kill").start()
-        if not closed:
-            self._start_workers(1, wait=False)
 
     # ------------------------------------------------------------------ interface
 
@@ -370,77 +316,74 @@ class DockerBackend(IsolationBackend):
 
         """
         self._check_memory(job)
-        deadline_s = job_deadline_s(job, self.config.transport_slack_s)
+        deadline_s = job.deadline_s(self.config.transport_slack_s)
+        limit = self.config.max_jobs_per_container
         for attempt in range(2):
-            worker = self._acquire()
+            slot, worker = self._pool.acquire()
             try:
                 outcome = worker.run(job, time.monotonic() + deadline_s)
             except _TransportError as exc:
-                self._recycle(worker, reason=str(exc))
+                self._pool.release(slot, worker, healthy=False, reason=str(exc))  # replaced in the background
                 if exc.died and attempt == 0:
-                    self._count("retried")
+                    self._pool.count("retried")
                     continue
                 raise SandboxError(str(exc)) from exc
-            self._count("jobs")
-            self._release(worker)
+            self._pool.count("jobs")
+            self._pool.release(slot, worker, healthy=not (limit and worker.jobs >= limit))  # worn out: recycled
             return outcome
         raise AssertionError("unreachable")
 
-    def _count(self, key: str) -> None:
-        with self._cond:
-            self.stats[key] += 1
-
     def _check_memory(self, job: RunJob) -> None:
         """Refuse a per-test memory limit the container cannot hold (the kernel OOM killer, not MLE, would end it)."""
-        from sandbox.runner import DEFAULT_LIMITS
-
-        wanted = (job.get("limits") or {}).get("memory_limit_bytes") or DEFAULT_LIMITS["memory_limit_bytes"]
+        wanted = job.limits.memory_limit_bytes or DEFAULT_LIMITS.memory_limit_bytes
         room = self.config.memory_limit_bytes - _RUNNER_HEADROOM_BYTES
         if wanted > room:
             raise SandboxError(f"the job's memory_limit_bytes={int(wanted)} does not fit in a container of "
                                f"memory_limit_bytes={self.config.memory_limit_bytes} (runner headroom "
                                f"{_RUNNER_HEADROOM_BYTES}); raise DockerBackendConfig.memory_limit_bytes")
 
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters: jobs, recycled (containers replaced), retried, start_failures, last_error."""
+        snap = self._pool.snapshot()
+        return {"jobs": snap.get("jobs", 0), "recycled": snap["replaced"], "retried": snap.get("retried", 0),
+                "start_failures": snap["start_failures"], "last_error": snap["last_error"]}
+
     def health(self) -> dict[str, Any]:
         """Pool state: live/idle/starting containers, job and recycle counts, last error."""
-        with self._cond:
-            return {"backend": self.name, "ok": bool(self._live) and not self._closed, "image": self.config.image,
-                    "pool_size": self.config.pool_size, "live": len(self._live), "idle": len(self._idle),
-                    "starting": self._pending, **self.stats}
+        snap = self._pool.snapshot()
+        return {"backend": self.name, "ok": snap["live"] > 0 and not self._pool.closed, "image": self.config.image,
+                "pool_size": self.config.pool_size, "live": snap["live"], "idle": snap["idle"],
+                "starting": snap["starting"], **self.stats}
 
     def container_ids(self) -> list[str]:
         """Full ids of the live containers (for tests and debugging)."""
-        with self._cond:
-            return [w.container_id for w in self._live.values()]
+        return [w.container_id for w in self._pool.workers()]
 
     def close(self) -> None:
         """Kill and remove every container of the pool. Idempotent."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            workers = list(self._live.values())
-            self._live.clear()
-            self._idle.clear()
-            self._cond.notify_all()
-        threads = [threading.Thread(target=self._kill, args=(w,), daemon=True) for w in workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        self._pool.close()
 
 
 DockerIsolation = DockerBackend
 
 
+def _docker_error() -> type[Exception]:
+    """The docker SDK's base exception (the SDK is imported lazily, so this is looked up on use)."""
+    import docker.errors
+
+    return docker.errors.DockerException
+
+
 def _client(cfg: DockerBackendConfig):
     try:
         import docker
+        import docker.errors
     except ImportError as exc:  # pragma: no cover - docker is a core dependency
         raise BackendUnavailable("the docker backend needs the docker SDK: pip install 'docker>=7'") from exc
     try:
         client = docker.DockerClient(base_url=cfg.docker_base_url) if cfg.docker_base_url else docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - every failure here means "no engine"
+    except (OSError, docker.errors.DockerException) as exc:  # no engine, or not ours to talk to
         raise BackendUnavailable(f"Docker engine not reachable ({exc}); start dockerd or set DOCKER_HOST") from exc
     return client

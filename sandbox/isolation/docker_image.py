@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sandbox.errors import BackendUnavailable
+from sandbox.core.errors import BackendUnavailable
 
 __all__ = ["WORKER_IMAGE", "LOCAL_BASE_IMAGE", "DEFAULT_BASE_IMAGE", "SOURCE_LABEL", "default_base_image",
            "worker_source_digest", "ensure_worker_image", "image_label"]

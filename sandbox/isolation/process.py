@@ -1,12 +1,12 @@
 """The ``process`` isolation backend: pre-forked runner subprocesses, no Docker needed.
 
-Each worker is ``python3 -m sandbox.runner --serve`` started under ``unshare`` with the
+Each worker is ``python3 -m sandbox.runner.job --serve`` started under ``unshare`` with the
 namespaces this machine permits (probed at start: net, pid + mount with a fresh /proc,
 ipc, uts; each dropped if refused, see :meth:`ProcessBackend.health`), a private tmpfs on
 /tmp when it has a mount namespace, and its own sandbox uid (``base_uid + i``) so the
 after-test kill sweep and ``RLIMIT_NPROC`` never touch another worker's programs. Inside,
 the runner applies its per-test rules (fresh child, rlimits, uid drop, wiped working dir,
-process-group kill, subreaper sweep; see :mod:`sandbox.runner`). The worker and its zygote
+process-group kill, subreaper sweep; see :mod:`sandbox.runner.job`). The worker and its zygote
 stay warm, so a job costs one pipe round trip plus one fork per test.
 
 How much weaker than Docker this is, plainly:
@@ -26,7 +26,7 @@ How much weaker than Docker this is, plainly:
 - Without root, no uid drop happens: programs run as the calling user.
 - If the interpreter's files are not readable by the sandbox uid (e.g. a pyenv Python
   under ``/root``), programs can import only the modules the zygote preloaded
-  (:data:`sandbox.harness.PRELOAD_MODULES`); ``health()["stdlib_readable_by_sandbox_uid"]``
+  (:data:`sandbox.runner.harness.PRELOAD_MODULES`); ``health()["stdlib_readable_by_sandbox_uid"]``
   says so. Install Python system-wide (``/usr``) to lift this.
 
 Use it for development, CI and trusted-ish workloads; use ``docker`` for RL training on
@@ -37,25 +37,27 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import select
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.isolation.base import IsolationBackend, check_outcome, job_deadline_s
+from sandbox.core.errors import BackendUnavailable, SandboxError
+from sandbox.core.jobs import RunJob, RunOutcome
+from sandbox.core.pool import WorkerPool
+from sandbox.isolation.base import IsolationBackend
+from sandbox.isolation.lines import LineBuffer
 from sandbox.isolation.staging import runner_launch
-from sandbox.errors import BackendUnavailable, SandboxError
 
 __all__ = ["ProcessBackend", "ProcessBackendConfig", "probe_namespaces"]
 
 _NAMESPACE_FLAGS = {"net": ["--net"], "pid": ["--pid", "--fork", "--mount-proc"], "mount": ["--mount"],
                     "ipc": ["--ipc"], "uts": ["--uts"]}
+_READ_BYTES = 4 << 20
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -166,14 +168,14 @@ def _claim_uid_range(workers: int) -> tuple[int, int]:
 
 
 class _Worker:
-    """One warm ``sandbox.runner --serve`` process."""
+    """One warm ``sandbox.runner.job --serve`` process."""
 
     def __init__(self, argv: list[str], uid: int, pythonpath: str = _REPO_ROOT) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath, "LANG": "C.UTF-8"}
         self.uid = uid
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd="/", start_new_session=True)
-        self._buf = b""
+        self._buf = LineBuffer()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -183,15 +185,16 @@ class _Worker:
         self.proc.stdin.flush()
         fd = self.proc.stdout.fileno()
         end = time.monotonic() + deadline_s
-        while b"\n" not in self._buf:
+        line = self._buf.pop_line()
+        while line is None:
             left = end - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise SandboxError(f"process worker gave no answer within {deadline_s:.0f} s")
-            chunk = os.read(fd, 1 << 20)
+            chunk = os.read(fd, _READ_BYTES)
             if not chunk:
                 raise SandboxError(f"process worker died (exit status {self.proc.poll()})")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
+            self._buf.feed(chunk)
+            line = self._buf.pop_line()
         try:
             return json.loads(line)
         except ValueError as exc:
@@ -225,57 +228,42 @@ class ProcessBackend(IsolationBackend):
             python, self._pythonpath = runner_launch(self.private_tmp)
         except OSError as exc:
             raise BackendUnavailable(f"cannot start the process backend's runner: {exc}") from exc
-        self._argv = _unshare_argv(self.namespaces) + [python, "-m", "sandbox.runner", "--serve"]
+        self._argv = _unshare_argv(self.namespaces) + [python, "-m", "sandbox.runner.job", "--serve"]
         if self.private_tmp:
             self._argv.append(f"--private-tmp={int(self.config.tmp_size_mb)}m")
-        self._idle: queue.Queue[int] = queue.Queue()
-        self._workers: list[_Worker | None] = [None] * self.config.workers
-        self._lock = threading.Lock()
-        self._closed = False
         self.jobs_run = 0
-        self.worker_restarts = 0
         self._uid_lock: int | None = None
         if self.config.base_uid is None:
             base_uid, self._uid_lock = _claim_uid_range(self.config.workers)
             self.config = ProcessBackendConfig(**{**self.config.__dict__, "base_uid": base_uid})
-        for i in range(self.config.workers):
-            self._workers[i] = _Worker(self._argv, self.config.base_uid + i, self._pythonpath)
-            self._idle.put(i)
+        base_uid = self.config.base_uid
+        self._pool: WorkerPool[_Worker] = WorkerPool(
+            self.config.workers, lambda slot: _Worker(self._argv, base_uid + slot, self._pythonpath),
+            _Worker.kill, alive=_Worker.alive, closed_error=lambda: SandboxError("ProcessBackend is closed"))
+        self._pool.fill()
 
-    def execute(self, job: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def worker_restarts(self) -> int:
+        """Workers replaced after dying, timing out or answering garbage."""
+        return self._pool.stats.replaced
+
+    def execute(self, job: RunJob) -> RunOutcome:
         """Run ``job`` on an idle worker (blocks until one is free). See the base class."""
-        if self._closed:
-            raise SandboxError("ProcessBackend is closed")
-        slot = self._idle.get()
+        slot, worker = self._pool.acquire()
+        owned = {**job.to_wire(), "sandbox_uid": worker.uid, "sandbox_gid": worker.uid, "sweep_uid": True}
         try:
-            worker = self._workers[slot]
-            if worker is None or not worker.alive():
-                worker = self._restart(slot)
-            uid = self.config.base_uid + slot
-            owned = {**job, "sandbox_uid": uid, "sandbox_gid": uid, "sweep_uid": True}
-            try:
-                outcome = worker.request(owned, job_deadline_s(job, self.config.transport_slack_s))
-            except (SandboxError, OSError) as exc:
-                self._restart(slot)
-                raise SandboxError(f"process backend: {exc}") from exc
-            self.jobs_run += 1
-            return check_outcome(outcome)
-        finally:
-            self._idle.put(slot)
-
-    def _restart(self, slot: int) -> _Worker:
-        with self._lock:
-            old = self._workers[slot]
-            if old is not None:
-                old.kill()
-            self.worker_restarts += 1 if old is not None else 0
-            self._workers[slot] = _Worker(self._argv, self.config.base_uid + slot, self._pythonpath)
-            return self._workers[slot]
+            outcome = worker.request(owned, job.deadline_s(self.config.transport_slack_s))
+        except (SandboxError, OSError) as exc:
+            self._pool.release(slot, worker, healthy=False, reason=str(exc))
+            raise SandboxError(f"process backend: {exc}") from exc
+        self._pool.release(slot, worker)
+        self.jobs_run += 1
+        return RunOutcome.from_wire(outcome)
 
     def health(self) -> dict[str, Any]:
         """Backend facts: workers alive, namespaces applied, private /tmp, uid range, counters."""
-        alive = sum(1 for w in self._workers if w is not None and w.alive())
-        return {"backend": self.name, "ok": alive > 0 and not self._closed, "workers": self.config.workers,
+        alive = sum(1 for w in self._pool.workers() if w.alive())
+        return {"backend": self.name, "ok": alive > 0 and not self._pool.closed, "workers": self.config.workers,
                 "workers_alive": alive, "namespaces": list(self.namespaces),
                 "namespaces_refused": [n for n in self.config.namespaces if n not in self.namespaces],
                 "runner_pythonpath": self._pythonpath,
@@ -287,11 +275,7 @@ class ProcessBackend(IsolationBackend):
 
     def close(self) -> None:
         """Kill all workers. Idempotent."""
-        self._closed = True
-        for i, worker in enumerate(self._workers):
-            if worker is not None:
-                worker.kill()
-                self._workers[i] = None
+        self._pool.close()
         if self._uid_lock is not None:  # workers are dead: the uid range may be reused
             os.close(self._uid_lock)
             self._uid_lock = None

@@ -1,18 +1,18 @@
 """Socket isolation: send RunJobs to compose workers over unix sockets in a shared directory.
 
 The compose ``worker`` service (``docker compose up --scale worker=N``) runs
-``python3 -m sandbox.runner_socket`` in containers with no network at all; each listens on
+``python3 -m sandbox.runner.socket_server`` in containers with no network at all; each listens on
 ``<socket_dir>/<container id>.sock`` in a volume shared with the gateway (see
-:mod:`sandbox.runner_socket`). This backend, used by the gateway, finds the sockets there
+:mod:`sandbox.runner.socket_server`). This backend, used by the gateway, finds the sockets there
 (re-scanning the directory, so scaled-up or restarted workers are picked up), sends each job
 to a worker it is not already using (one connection per job), and reads the RunOutcome line.
 
 Failure handling: a socket that refuses connections (a stopped worker's leftover) is skipped
 until the directory changes; a worker that hangs up before answering (container killed or
 restarted mid-job) makes the job retry once on another worker; a worker silent past
-:func:`~sandbox.isolation.base.job_deadline_s` or answering garbage raises
-:class:`~sandbox.errors.SandboxError` (INTERNAL_ERROR, never a verdict). With no reachable
-worker for ``wait_for_worker_s``, :class:`~sandbox.errors.BackendUnavailable` is raised; while workers
+:meth:`~sandbox.core.jobs.RunJob.deadline_s` or answering garbage raises
+:class:`~sandbox.core.errors.SandboxError` (INTERNAL_ERROR, never a verdict). With no reachable
+worker for ``wait_for_worker_s``, :class:`~sandbox.core.errors.BackendUnavailable` is raised; while workers
 exist but are all busy, jobs simply queue (one job per worker at a time).
 """
 
@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import BackendUnavailable, RunnerProtocolError, SandboxError
-from sandbox.isolation.base import IsolationBackend, RunJob, RunOutcome, check_outcome, job_deadline_s
+from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.jobs import RunJob, RunOutcome
+from sandbox.isolation.base import IsolationBackend
 
 __all__ = ["SocketBackend", "SocketBackendConfig", "SocketIsolation", "DEFAULT_SOCKET_DIR"]
 
@@ -140,7 +141,7 @@ class SocketBackend(IsolationBackend):
             sock.settimeout(self.config.connect_timeout_s)
             sock.connect(path)  # OSError here: worker gone -> caller marks it dead
             sock.settimeout(max(self.config.connect_timeout_s, deadline_s))
-            sock.sendall(json.dumps(job).encode() + b"\n")
+            sock.sendall(json.dumps(job.to_wire()).encode() + b"\n")
             end = time.monotonic() + deadline_s
             with sock.makefile("rb") as reader:
                 while True:
@@ -159,7 +160,7 @@ class SocketBackend(IsolationBackend):
         finally:
             sock.close()
         try:
-            return check_outcome(json.loads(line))
+            return RunOutcome.from_wire(json.loads(line))
         except (ValueError, RunnerProtocolError) as exc:
             raise SandboxError(f"worker {os.path.basename(path)} answered garbage: {exc}") from exc
 
@@ -173,7 +174,7 @@ class SocketBackend(IsolationBackend):
             SandboxError: the worker hung up twice, timed out or answered garbage.
 
         """
-        deadline_s = job_deadline_s(job, self.config.transport_slack_s)
+        deadline_s = job.deadline_s(self.config.transport_slack_s)
         avoid: set[str] = set()
         hangups = 0
         while True:
@@ -204,7 +205,7 @@ class SocketBackend(IsolationBackend):
 
     def health(self) -> dict[str, Any]:
         """Ping every idle worker socket; ``ok`` iff at least one worker answers."""
-        from sandbox.runner_socket import ping
+        from sandbox.runner.socket_server import ping
 
         with self._cond:
             paths = list(self._scan(force=True))

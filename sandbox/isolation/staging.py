@@ -50,7 +50,7 @@ def _stage(root: Path) -> Path:
     wf = _worker_files()
     files = wf.closure(str(root))
     dest = _STAGE_ROOT / f"runner-{wf.digest(str(root), files)[:16]}"
-    if (dest / "sandbox" / "runner.py").is_file():
+    if (dest / "sandbox" / "runner" / "job.py").is_file():
         return dest
     tmp = dest.with_name(dest.name + f".{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -21,13 +21,12 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
 
+from sandbox.core.pool import WorkerPool as CorePool
 from sandbox.mathcheck.errors import PoolClosedError
 
 __all__ = ["TaskResult", "WorkerPool"]
@@ -159,52 +158,30 @@ class WorkerPool:
         self._memory_limit_bytes = memory_limit_bytes
         self._start_timeout_s = start_timeout_s
         self._warm_up = warm_up
-        self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._all: set[_Worker] = set()
         self.size = size
-        self.replaced = 0
-        for _ in range(size):
-            self._idle.put(self._spawn())
+        # workers start (and are killed and replaced) in background threads; readiness is awaited at first use
+        self._pool: CorePool[_Worker] = CorePool(
+            size, lambda slot: _Worker(self._ctx, self._memory_limit_bytes, self._warm_up), _Worker.kill,
+            background=True, start_errors=(OSError,),
+            closed_error=lambda: PoolClosedError("the worker pool is closed; create a new MathChecker"),
+            empty_error=lambda why: PoolClosedError(f"no math worker could be started ({why}); create a new "
+                                                    "MathChecker"))
+        self._pool.fill(wait=True)
 
-    def _spawn(self) -> _Worker:
-        worker = _Worker(self._ctx, self._memory_limit_bytes, self._warm_up)
-        with self._lock:
-            self._all.add(worker)
-        return worker
-
-    def _replace(self, worker: _Worker) -> None:
-        """Reap ``worker`` and put a fresh one in the idle queue (runs in a helper thread)."""
-        worker.kill()
-        if self._closed:
-            return
-        fresh = self._spawn()
-        if self._closed:  # closed while it started
-            fresh.kill()
-        else:
-            self._idle.put(fresh)
+    @property
+    def replaced(self) -> int:
+        """Workers killed (timeout, crash, failed start) and started again."""
+        return self._pool.stats.replaced
 
     def wait_ready(self) -> None:
-        """Block until every idle worker has started (useful before timing anything)."""
-        workers = []
+        """Block until every worker has started (useful before timing anything)."""
+        leased = [self._pool.acquire() for _ in range(self.size)]
         try:
-            while True:
-                workers.append(self._idle.get_nowait())
-        except queue.Empty:
-            pass
-        for w in workers:
-            w.wait_ready(self._start_timeout_s)
-            self._idle.put(w)
-
-    def _acquire(self) -> _Worker:
-        while True:
-            if self._closed:
-                raise PoolClosedError("the worker pool is closed; create a new MathChecker")
-            try:
-                return self._idle.get(timeout=0.5)
-            except queue.Empty:
-                continue
+            for _, worker in leased:
+                worker.wait_ready(self._start_timeout_s)
+        finally:
+            for slot, worker in leased:
+                self._pool.release(slot, worker)
 
     def run(self, fn: Callable[..., Any], args: tuple = (), *, timeout_s: float) -> TaskResult:
         """Run ``fn(*args)`` in a worker with a hard wall-clock limit.
@@ -250,7 +227,7 @@ class WorkerPool:
 
     def _run_on_one_worker(self, fn: Callable[..., Any], batch: Sequence[tuple], timeout_s: float) -> list[TaskResult]:
         """Run a prefix of ``batch`` on one worker; stops after the first call that breaks it."""
-        worker = self._acquire()
+        slot, worker = self._pool.acquire()
         healthy = False
         out: list[TaskResult] = []
         try:
@@ -281,30 +258,11 @@ class WorkerPool:
             healthy = True
             return out
         finally:
-            self._release(worker, healthy)
-
-    def _release(self, worker: _Worker, healthy: bool) -> None:
-        """Return a healthy worker to the idle queue; retire any other and start its replacement."""
-        if healthy and not self._closed:
-            self._idle.put(worker)
-            return
-        with self._lock:
-            self._all.discard(worker)
-            if not healthy:
-                self.replaced += 1
-        if self._closed:
-            worker.kill()
-            return
-        threading.Thread(target=self._replace, args=(worker,), name="mathcheck-respawn", daemon=True).start()
+            self._pool.release(slot, worker, healthy)
 
     def close(self) -> None:
         """Kill every worker; later :meth:`run` calls raise :class:`PoolClosedError`."""
-        self._closed = True
-        with self._lock:
-            workers = list(self._all)
-            self._all.clear()
-        for w in workers:
-            w.kill()
+        self._pool.close()
 
     def __enter__(self) -> "WorkerPool":
         return self

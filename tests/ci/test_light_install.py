@@ -7,6 +7,7 @@ A trainer that only calls the reward cluster, or an RL loop with its own policy,
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -23,7 +24,7 @@ import gymnasium as gym
 import er_env
 from er_env.budget import Budget, BudgetTracker
 from er_env.tokens import special_tokens
-from sandbox.client import SandboxClient, SandboxUnavailable
+from sandbox.service.client import SandboxClient, SandboxUnavailable
 from er_env.rewards import MathReward
 for mod in ("torch", "fastapi", "docker", "math_verify"):
     assert importlib.util.find_spec(mod) is None, f"{mod} got installed by the base install"
@@ -51,10 +52,17 @@ def test_base_dependencies_exclude_the_heavy_stacks():
 
 @pytest.mark.slow
 def test_base_install_works_without_torch(tmp_path):
+    # a copy of the tracked tree: pip builds in-tree, and the checkout stays clean
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (REPO / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, src / rel)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "-q", str(REPO)], capture_output=True, text=True,
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", str(src)], capture_output=True, text=True,
                              timeout=900)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-3000:]
     out = subprocess.run([str(py), "-c", USE], capture_output=True, text=True, timeout=300, cwd=tmp_path)

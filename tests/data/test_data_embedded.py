@@ -39,7 +39,7 @@ def test_math_answers_match_an_independent_computation(problem: Problem):
 
 
 def test_spec_dicts_parse_with_the_sandbox():
-    from sandbox.spec import TestSpec
+    from sandbox.core.spec import TestSpec
 
     for p in CODE:
         spec = TestSpec.from_dict(dict(p.tests))

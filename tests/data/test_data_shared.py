@@ -42,7 +42,7 @@ def test_loads_every_row_into_the_schema(name, shared_data):
     if bad:
         assert f"Skipped {bad} malformed row(s) of {name}" in str(skipped[0].message)
     if LOCAL_SETS[name].task == "code":
-        from sandbox.spec import TestSpec
+        from sandbox.core.spec import TestSpec
 
         for p in problems:
             TestSpec.from_dict(dict(p.tests))

@@ -57,8 +57,8 @@ def test_demo_runs_math_and_code_under_each_budget(tiny_model_dir, tmp_path):
 def test_demo_model_targets_are_graded_correct():
     """The demo model's training completions earn reward 1 from the real graders."""
     from er_env.data import load_problems
-    from er_tools.demo_model import demo_completion, demo_documents
     from er_env.rollout import RewardRouter
+    from er_tools.demo_model import demo_completion, demo_documents
     from er_tools.tiny_model import EOS
 
     problems = load_problems("embedded:math") + load_problems("embedded:code")

@@ -11,7 +11,7 @@ import pytest
 
 from er_env.data.schema import Problem
 from er_env.rewards import CodeReward, MathReward, RewardError, default_reward
-from sandbox.local_server import LocalServer, free_port
+from sandbox.service.local_server import LocalServer, free_port
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "er_env" / "data" / "embedded"
 CODE = [Problem.from_dict(r) for r in json.loads((EMBEDDED / "code.json").read_text())]
@@ -151,7 +151,7 @@ def test_broken_spec_is_an_error_for_that_problem_only(code_local):
 
 def test_sandbox_internal_error_maps_to_error_result():
     from er_env.rewards.code import _result
-    from sandbox.verdicts import JudgeResult, Verdict
+    from sandbox.core.verdicts import JudgeResult, Verdict
 
     res = _result(JudgeResult(Verdict.INTERNAL_ERROR, total=3, error="worker died"))
     assert res.is_error and res.verdict == "internal_error" and res.details["error"] == "worker died"

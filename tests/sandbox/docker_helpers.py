@@ -8,11 +8,13 @@ once per session by :func:`sandbox.isolation.docker_image.ensure_worker_image`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
 
-from sandbox.judge import Judge, JudgeConfig, Submission
+from sandbox.core.jobs import RunJob
+from sandbox.core.judge import Judge, JudgeConfig, Submission
 
 # Small limits keep the adversarial programs short; memory well above Python's ~15 MB start-up.
 TEST_LIMITS = dict(cpu_time_limit_s=1.0, wall_time_limit_s=2.0, memory_limit_bytes=256 << 20,
@@ -107,3 +109,17 @@ def host_processes_of(uids: set[int]) -> list[tuple[int, int]]:
         if uid in uids:
             found.append((int(pid), uid))
     return found
+
+
+def execute(backend, wire_job: dict) -> dict:
+    """Execute a RunJob given in its JSON form; the outcome back in its JSON form (the runner protocol)."""
+    return backend.execute(RunJob.from_wire(wire_job)).to_wire()
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip (developer machine) or fail (``CI=true``) when a prerequisite is missing (as tests/conftest.py)."""
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI requirement missing: {reason}", pytrace=False)
+    pytest.skip(reason)

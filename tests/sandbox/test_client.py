@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.client import SandboxClient, SandboxRequestError, SandboxServerError, SandboxUnavailable
-from sandbox.local_server import LocalServer, free_port
-from sandbox.service import ServiceConfig
-from sandbox.verdicts import Verdict
+from sandbox.core.verdicts import Verdict
+from sandbox.service.client import SandboxClient, SandboxRequestError, SandboxServerError, SandboxUnavailable
+from sandbox.service.local_server import LocalServer, free_port
+from sandbox.service.service import ServiceConfig
 
 DOUBLE = {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}
 GOOD = {"code": "print(2 * int(input()))", "tests": DOUBLE}
@@ -111,35 +111,28 @@ def test_in_process_chunks_over_the_batch_limit(local):
 
 
 def test_batches_over_the_server_limit_are_split_in_halves():
-    """A 413 on a batch resends its halves (sync and async); other errors and single items propagate."""
-    from sandbox.client import _asplit_on_413, _split_on_413
+    """A 413 on a batch resends its halves (concurrently); other errors and single items propagate."""
+    from sandbox.service.client import _split_on_413
 
     sent: list[list[int]] = []
 
-    def send(items):
+    async def send(items):
         sent.append(list(items))
         if len(items) > 2:
             raise SandboxRequestError(413, "request_too_large", f"{len(items)} > 2")
         return [x * 10 for x in items]
 
-    assert _split_on_413(send, [1, 2, 3, 4, 5]) == [10, 20, 30, 40, 50]
-    assert [len(b) for b in sent] == [5, 2, 3, 1, 2]
-
-    async def asend(items):
-        return send(items)
-
-    sent.clear()
-    assert asyncio.run(_asplit_on_413(asend, [1, 2, 3, 4, 5])) == [10, 20, 30, 40, 50]
+    assert asyncio.run(_split_on_413(send, [1, 2, 3, 4, 5])) == [10, 20, 30, 40, 50]
     assert sorted(len(b) for b in sent) == [1, 2, 2, 3, 5]
 
-    def reject(items):
+    async def reject(items):
         raise SandboxRequestError(422 if len(items) > 1 else 413, "invalid_request", "no")
 
     with pytest.raises(SandboxRequestError) as info:
-        _split_on_413(reject, [1, 2])  # 422: the caller's mistake, never split
+        asyncio.run(_split_on_413(reject, [1, 2]))  # 422: the caller's mistake, never split
     assert info.value.status == 422
     with pytest.raises(SandboxRequestError) as info:
-        _split_on_413(reject, [1])  # 413 on a single item cannot be split
+        asyncio.run(_split_on_413(reject, [1]))  # 413 on a single item cannot be split
     assert info.value.status == 413
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.compare import compare_call, compare_output
+from sandbox.core.compare import compare_call, compare_output
 
 # (got, expected, lcb, lenient)
 CASES = [

@@ -20,9 +20,9 @@ import time
 
 import pytest
 
+from sandbox.core.judge import Judge, JudgeConfig, Submission
+from sandbox.core.verdicts import Verdict
 from sandbox.isolation import get_backend
-from sandbox.judge import Judge, JudgeConfig, Submission
-from sandbox.verdicts import Verdict
 
 N_LEETCODE = 200
 pytestmark = pytest.mark.shared_data
@@ -121,7 +121,7 @@ CC_SOLUTIONS = {
 
 
 def _cf_spec(row):
-    from sandbox.spec import limits_from_statement
+    from sandbox.core.spec import limits_from_statement
 
     time_s, mem_mb = limits_from_statement(row["problem"])
     return {"kind": "stdio", "cases": [{"input": t["input"], "output": t["output"]} for t in row["tests"]],

@@ -8,12 +8,20 @@ import sys
 import time
 
 import pytest
-from docker_helpers import assert_pool_clean, container_exec, docker_backend, judge_with, stdio, worker_image  # noqa: F401
+from docker_helpers import (  # noqa: F401
+    assert_pool_clean,
+    container_exec,
+    docker_backend,
+    execute,
+    judge_with,
+    stdio,
+    worker_image,
+)
 
-from sandbox.errors import BackendUnavailable, SandboxError
+from sandbox.core.errors import BackendUnavailable, SandboxError
+from sandbox.core.judge import Submission
+from sandbox.core.verdicts import Verdict
 from sandbox.isolation.docker import RUNNER_CAPS, DockerBackend, DockerBackendConfig
-from sandbox.judge import Submission
-from sandbox.verdicts import Verdict
 
 pytestmark = pytest.mark.docker
 
@@ -72,7 +80,7 @@ print(repr(facts))
 
 
 def test_programs_run_unprivileged_without_network(docker_backend):
-    out = docker_backend.execute({"source": LOCKDOWN_PROBE, "tests": [{"stdin": ""}]})
+    out = execute(docker_backend, {"source": LOCKDOWN_PROBE, "tests": [{"stdin": ""}]})
     run = out["tests"][0]
     assert run["status"] == "OK", run
     facts = eval(run["stdout"])  # our own probe's repr of plain literals
@@ -100,7 +108,7 @@ def test_each_container_has_its_own_sandbox_uid(docker_backend):
 
     job = {"source": "import os, time\ntime.sleep(0.3)\nprint(os.getuid())", "tests": [{"stdin": ""}]}
     with ThreadPoolExecutor(2) as pool:  # 2 at a time on a pool of 2: both containers are used
-        outs = list(pool.map(docker_backend.execute, [job] * 4))
+        outs = list(pool.map(lambda j: execute(docker_backend, j), [job] * 4))
     uids = {int(o["tests"][0]["stdout"]) for o in outs}
     assert len(uids) == 2 and all(u >= 1_000_000 for u in uids), uids
 
@@ -113,7 +121,7 @@ def test_nothing_left_behind_between_jobs(docker_backend):
               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
               "print('ok')")
     for _ in range(2):  # both containers, probably
-        out = docker_backend.execute({"source": source, "tests": [{"stdin": ""}]})
+        out = execute(docker_backend, {"source": source, "tests": [{"stdin": ""}]})
         assert out["tests"][0]["stdout"] == "ok\n", out["tests"][0]
     assert_pool_clean(docker_backend)
 
@@ -130,7 +138,7 @@ def test_dead_container_is_replaced_and_the_job_retried(worker_image):
     with DockerBackend(image=worker_image, pool_size=1, auto_build=False) as backend:
         (cid,) = backend.container_ids()
         subprocess.run(["docker", "kill", cid], capture_output=True, check=True)
-        out = backend.execute({"source": "print(5)", "tests": [{"stdin": ""}]})
+        out = execute(backend, {"source": "print(5)", "tests": [{"stdin": ""}]})
         assert out["tests"][0]["stdout"] == "5\n"
         health = backend.health()
         assert health["recycled"] == 1 and health["retried"] == 1 and health["live"] == 1
@@ -156,7 +164,7 @@ def test_execute_raises_sandbox_error_when_closed(worker_image):
     backend.close()
     backend.close()  # idempotent
     with pytest.raises(SandboxError):
-        backend.execute({"source": "print(1)", "tests": [{"stdin": ""}]})
+        execute(backend, {"source": "print(1)", "tests": [{"stdin": ""}]})
     for cid in ids:
         _wait_gone(cid)
 
@@ -202,7 +210,7 @@ def test_worker_image_holds_only_the_stdlib_runner(worker_image):
              " u.find_spec('pip') is None)")
     out = subprocess.run(["docker", "run", "--rm", "--network", "none", worker_image, "python3", "-c", probe],
                          capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "'runner.py'" in out and "'server.py'" not in out and "mathcheck" not in out
+    assert "'runner'" in out and "'core'" in out and "'service'" not in out and "mathcheck" not in out
     assert out.strip().endswith("True True"), out  # programs get sortedcontainers (LeetCode has it); no pip
 
 
@@ -215,14 +223,16 @@ def test_worker_files_rejects_non_stdlib_imports(tmp_path):
     pkg = tmp_path / "sandbox"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "runner.py").write_text("import json\nfrom sandbox import helper\n")
-    (pkg / "runner_socket.py").write_text("import socket\n")
+    (pkg / "runner").mkdir()
+    (pkg / "runner" / "__init__.py").write_text("")
+    (pkg / "runner" / "job.py").write_text("import json\nfrom sandbox import helper\n")
+    (pkg / "runner" / "socket_server.py").write_text("import socket\n")
     (pkg / "helper.py").write_text("def f():\n    import numpy\n")
     with pytest.raises(worker_files.NonStdlibImport, match="numpy"):
         worker_files.closure(str(tmp_path))
     (pkg / "helper.py").write_text("def f():\n    import math\n")
-    assert worker_files.closure(str(tmp_path)) == ["sandbox/__init__.py", "sandbox/helper.py", "sandbox/runner.py",
-                                                  "sandbox/runner_socket.py"]
+    assert worker_files.closure(str(tmp_path)) == ["sandbox/__init__.py", "sandbox/helper.py", "sandbox/runner/__init__.py",
+                                                  "sandbox/runner/job.py", "sandbox/runner/socket_server.py"]
 
 
 def _wait_gone(cid: str, timeout_s: float = 30.0) -> None:
@@ -238,7 +248,7 @@ def test_container_exec_helper_sees_the_pool(docker_backend):
     # sanity of the probe the clean-up assertions rely on: it does see a live program's process
     import threading
 
-    t = threading.Thread(target=docker_backend.execute, args=({"source": "import time\ntime.sleep(1.5)",
+    t = threading.Thread(target=execute, args=(docker_backend, {"source": "import time\ntime.sleep(1.5)",
                                                                  "tests": [{"stdin": ""}]},))
     t.start()
     time.sleep(0.7)

@@ -1,4 +1,4 @@
-"""Compose-style workers: sandbox.runner_socket in locked-down containers + SocketBackend on the host.
+"""Compose-style workers: sandbox.runner.socket_server in locked-down containers + SocketBackend on the host.
 
 The workers run exactly as in docker-compose.yml (no network, read-only, few capabilities), with the
 socket directory bind-mounted from a host temp dir instead of a named volume.
@@ -15,13 +15,13 @@ import time
 import uuid
 
 import pytest
-from docker_helpers import judge_with, stdio, worker_image  # noqa: F401
+from docker_helpers import execute, judge_with, stdio, worker_image  # noqa: F401
 
-from sandbox.errors import BackendUnavailable
+from sandbox.core.errors import BackendUnavailable
+from sandbox.core.verdicts import Verdict
 from sandbox.isolation.docker import RUNNER_CAPS
 from sandbox.isolation.socket import SocketBackend
-from sandbox.runner_socket import ping
-from sandbox.verdicts import Verdict
+from sandbox.runner.socket_server import ping
 
 pytestmark = pytest.mark.docker
 GATEWAY_GID = 10001
@@ -33,7 +33,7 @@ def _start_worker(image: str, socket_dir: str, name: str) -> str:
             "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,nodev,size=256m,mode=0711", "--cap-drop", "ALL", *caps,
             "--security-opt", "no-new-privileges", "--pids-limit", "256", "--memory", "1g", "--init",
             "-v", f"{socket_dir}:/run/er-sandbox", image,
-            "python3", "-m", "sandbox.runner_socket", "--socket-dir", "/run/er-sandbox", "--socket-gid",
+            "python3", "-m", "sandbox.runner.socket_server", "--socket-dir", "/run/er-sandbox", "--socket-gid",
             str(GATEWAY_GID)]
     subprocess.run(argv, check=True, capture_output=True, timeout=60)
     path = os.path.join(socket_dir, f"{name}.sock")
@@ -74,7 +74,7 @@ def test_verdicts_through_the_socket(backend):
 def test_health_pings_every_worker(backend, workers):
     health = backend.health()
     assert health["ok"] and health["workers"] == 2 and health["alive"] == 2, health
-    assert subprocess.run(["docker", "exec", workers["names"][0], "python3", "-m", "sandbox.runner_socket", "--check",
+    assert subprocess.run(["docker", "exec", workers["names"][0], "python3", "-m", "sandbox.runner.socket_server", "--check",
                            "--name", workers["names"][0]], capture_output=True).returncode == 0
 
 
@@ -97,7 +97,7 @@ def test_program_cannot_reach_its_own_worker_socket(backend, workers):
               "    except OSError as e:\n"
               "        out.append(type(e).__name__)\n"
               "print(' '.join(out))") % (workers["names"],)
-    out = backend.execute({"source": source, "tests": [{"stdin": ""}]})
+    out = execute(backend, {"source": source, "tests": [{"stdin": ""}]})
     assert out["tests"][0]["stdout"].split() == ["PermissionError"] * 3, out["tests"][0]
 
 
@@ -108,7 +108,7 @@ def test_concurrent_jobs_use_both_workers_and_queue_behind_busy_ones(workers):
 
     def run():
         source = "import os, time\ntime.sleep(0.3)\nprint(os.getuid())"
-        out = backend.execute({"source": source, "tests": [{"stdin": ""}]})
+        out = execute(backend, {"source": source, "tests": [{"stdin": ""}]})
         results.append(out["tests"][0])
 
     threads = [threading.Thread(target=run) for _ in range(6)]
@@ -129,7 +129,7 @@ def test_worker_killed_mid_job_is_retried_elsewhere(worker_image, tmp_path):
             _start_worker(worker_image, socket_dir, n)
         backend = SocketBackend(socket_dir=socket_dir, wait_for_worker_s=5)
         box = {}
-        t = threading.Thread(target=lambda: box.setdefault("out", backend.execute(
+        t = threading.Thread(target=lambda: box.setdefault("out", execute(backend, 
             {"source": "import time\ntime.sleep(1.5)\nprint('done')", "tests": [{"stdin": ""}]})))
         t.start()
         time.sleep(0.5)
@@ -148,5 +148,5 @@ def test_no_worker_is_backend_unavailable(tmp_path):
     stale.close()
     backend = SocketBackend(socket_dir=str(tmp_path), wait_for_worker_s=0.5)
     with pytest.raises(BackendUnavailable, match="no sandbox worker reachable"):
-        backend.execute({"source": "print(1)", "tests": [{"stdin": ""}]})
+        execute(backend, {"source": "print(1)", "tests": [{"stdin": ""}]})
     assert backend.health()["ok"] is False

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.extract import extract_code
+from sandbox.core.extract import extract_code
 
 
 @pytest.mark.parametrize("completion, expected", [

@@ -4,12 +4,13 @@ import asyncio
 
 import pytest
 
-from sandbox.errors import SandboxError
+from sandbox.core.errors import SandboxError
+from sandbox.core.jobs import RunOutcome
+from sandbox.core.judge import Judge, JudgeConfig, Submission
+from sandbox.core.spec import SpecError
+from sandbox.core.verdicts import JudgeResult, Verdict
 from sandbox.isolation import get_backend
 from sandbox.isolation.base import IsolationBackend
-from sandbox.judge import Judge, JudgeConfig, Submission
-from sandbox.spec import SpecError
-from sandbox.verdicts import JudgeResult, Verdict
 
 STDIO = {"kind": "stdio", "cases": [{"input": "2\n", "output": "4\n"}, {"input": "5\n", "output": "10\n"}]}
 
@@ -22,10 +23,10 @@ class FakeBackend(IsolationBackend):
         self.jobs = []
 
     def execute(self, job):
-        self.jobs.append(job)
+        self.jobs.append(job.to_wire())  # what a real backend sends across the boundary
         if isinstance(self.answer, Exception):
             raise self.answer
-        return self.answer
+        return RunOutcome.from_wire(self.answer)  # and how it reads the answer back
 
 
 def run_ok(stdout, status="OK", **extra):

@@ -1,4 +1,4 @@
-"""The in-boundary runner (sandbox.runner.run_job), in-process, on every test status."""
+"""The in-boundary runner (sandbox.runner.job.run_job), in-process, on every test status."""
 
 import os
 import shutil
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from sandbox.runner import _world_executable, run_job
+from sandbox.runner.job import _world_executable, run_job
 
 ROOT = os.geteuid() == 0
 FAST = {"cpu_time_limit_s": 1.0, "wall_time_limit_s": 3.0}
@@ -116,7 +116,7 @@ def test_double_forked_daemon_does_not_survive():
 
 
 def test_pid_namespace_option():
-    from sandbox._exec import pid_namespace_available
+    from sandbox.runner.execution import pid_namespace_available
 
     if not pid_namespace_available():
         pytest.skip("unshare(CLONE_NEWPID) not permitted here")
@@ -201,6 +201,15 @@ def test_forked_programs_look_like_fresh_scripts():
 def test_output_limit_truncates_and_reports_size():
     t = one("import sys\nsys.stdout.write('y' * 5000)", limits={**FAST, "output_limit_bytes": 1000})
     assert t["status"] == "OLE" and t["stdout_truncated"] and len(t["stdout"]) == 1000
+
+
+def test_output_over_the_limit_is_not_collected():
+    # issue 11: past the limit the output is a verdict, not data: only its first 4 KiB come back
+    t = one("import sys\nsys.stdout.write('z' * (3 << 20))", limits={**FAST, "output_limit_bytes": 1 << 20})
+    assert t["status"] == "OLE" and t["stdout_truncated"] and t["stdout_bytes"] > 1 << 20
+    assert t["stdout"] == "z" * 4096
+    t = one("import sys\nsys.stdout.write('z' * (1 << 20))", limits={**FAST, "output_limit_bytes": 1 << 20})
+    assert t["status"] == "OK" and len(t["stdout"]) == 1 << 20 and not t["stdout_truncated"]  # at the limit: all
 
 
 def test_concurrent_in_process_calls_are_serialised_safely():

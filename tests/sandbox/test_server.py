@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from fastapi.testclient import TestClient
 
-from sandbox.errors import SandboxError
+from sandbox.core.errors import SandboxError
+from sandbox.core.jobs import RunOutcome
 from sandbox.isolation.base import IsolationBackend
 from sandbox.mathcheck.verdict import MathStatus, MathVerdict
-from sandbox.server import ServerConfig, create_app
-from sandbox.service import SandboxService
+from sandbox.service.config import parse_bool
+from sandbox.service.server import ServerConfig, create_app
+from sandbox.service.service import SandboxService
 
 DOUBLE = {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}
 GOOD = "print(2 * int(input()))"
@@ -131,9 +135,9 @@ class FakeBackend(IsolationBackend):
         if self.fail:
             raise SandboxError("fake worker died")
         tests = [{"index": i, "status": "OK", "stdout": t.get("expected", ""), "record": None}
-                 for i, t in enumerate(job["tests"])]
-        return {"protocol": 1, "status": "ok", "error": None, "compile": None, "tests": tests,
-                "stopped_early": False, "runner": {}}
+                 for i, t in enumerate(job.to_wire()["tests"])]
+        return RunOutcome.from_wire({"protocol": 1, "status": "ok", "error": None, "compile": None, "tests": tests,
+                                     "stopped_early": False, "runner": {}})
 
     def health(self):
         return {"backend": self.name, "ok": self.healthy}
@@ -288,6 +292,19 @@ def test_server_config_env_mirroring():
         ServerConfig(isolation_options="[1]")
     with pytest.raises(ValueError, match="judge_workers"):
         ServerConfig(judge_workers=0)
+
+
+def test_boolean_env_var_typo_is_rejected_not_false():
+    @dataclasses.dataclass
+    class WithFlag(ServerConfig):
+        verbose: bool = dataclasses.field(default=False, metadata={"help": "a boolean setting"})
+
+    assert WithFlag.env_values({"ER_SANDBOX_VERBOSE": "Yes"}) == {"verbose": True}
+    assert WithFlag.env_values({"ER_SANDBOX_VERBOSE": "off"}) == {"verbose": False}
+    with pytest.raises(ValueError, match=r"ER_SANDBOX_VERBOSE='ture' is not a boolean; use one of"):
+        WithFlag.env_values({"ER_SANDBOX_VERBOSE": "ture"})
+    with pytest.raises(ValueError, match="'2' is not a boolean"):
+        parse_bool("X", "2")
 
 
 def test_backend_pool_defaults_to_judge_workers_and_bad_options_are_clear():

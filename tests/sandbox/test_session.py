@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from sandbox.runner import run_job
+from sandbox.runner.job import run_job
 
 ROOT = os.geteuid() == 0
 FAST = {"cpu_time_limit_s": 1.0, "wall_time_limit_s": 3.0}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.spec import SpecError, TestSpec, limits_from_statement
+from sandbox.core.spec import SpecError, TestSpec, limits_from_statement
 
 
 def test_each_kind_round_trips():

@@ -1,12 +1,17 @@
-"""Client of the reward service: sync and async, batched, bounded, retrying; or in-process.
+"""Client of the reward service: async (with blocking wrappers), batched, bounded, retrying; or in-process.
 
 :class:`SandboxClient` talks to ``er sandbox serve`` over HTTP, or, with
 ``base_url=None`` (or ``"local"``/``"inprocess"``), runs the same
-:class:`~sandbox.service.SandboxService` in this process; both modes build the same
-:mod:`sandbox.wire` requests and give the same results.
+:class:`~sandbox.service.service.SandboxService` in this process; both modes build the same
+:mod:`sandbox.service.wire` requests and give the same results.
 
-Retries: only transport failures are retried (connection refused/reset, timeouts, a
-dropped connection, HTTP 502/503/504), with exponential backoff
+The async methods are the implementation; each blocking method (``judge``, ``run``,
+``check_math``, ``health`` and their batches) runs its async twin on a background event loop
+(:mod:`sandbox.service.loop`), so sync and async callers share one code path, one HTTP
+connection pool per loop and one ``max_concurrency`` gate per loop.
+
+Retries (tenacity): only transport failures are retried (connection refused/reset,
+timeouts, a dropped connection, HTTP 502/503/504), with exponential backoff
 ``backoff_s * 2**attempt``. A 4xx is the caller's mistake and raises
 :class:`SandboxRequestError` at once (except a 413 on a batch, which is split in halves
 and sent again, so a client whose ``batch_size`` exceeds the server's limit still
@@ -25,16 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
 import httpx
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from sandbox.core.verdicts import JudgeResult
 from sandbox.mathcheck.verdict import MathVerdict
-from sandbox.verdicts import JudgeResult
-from sandbox.wire import (
+from sandbox.service.loop import background_loop, run_sync
+from sandbox.service.wire import (
     JudgeRequest,
     JudgeResponse,
     MathCheckRequest,
@@ -80,32 +85,29 @@ class SandboxServerError(SandboxClientError):
     """The server failed on a valid request (HTTP 500): the core is broken."""
 
 
+class _Retry(Exception):
+    """One attempt failed in a way worth retrying (transport error, 502/503/504); ``last`` is why."""
+
+    def __init__(self, last: Any) -> None:
+        super().__init__(str(last))
+        self.last = last
+
+
 
 def _is_splittable(exc: SandboxRequestError, items: list[Any]) -> bool:
     """A 413 (over the server's batch or body limit) on a batch of more than one item."""
     return exc.status == 413 and len(items) > 1
 
 
-def _split_on_413(send: Any, items: list[Any]) -> list[Any]:
-    """``send(items)``; when the server answers 413 for a batch, send its halves instead."""
-    try:
-        return send(items)
-    except SandboxRequestError as exc:
-        if not _is_splittable(exc, items):
-            raise
-    half = len(items) // 2
-    return _split_on_413(send, items[:half]) + _split_on_413(send, items[half:])
-
-
-async def _asplit_on_413(send: Any, items: list[Any]) -> list[Any]:
-    """Async :func:`_split_on_413` (the halves are sent concurrently)."""
+async def _split_on_413(send: Any, items: list[Any]) -> list[Any]:
+    """``await send(items)``; when the server answers 413 for a batch, send its halves (concurrently) instead."""
     try:
         return await send(items)
     except SandboxRequestError as exc:
         if not _is_splittable(exc, items):
             raise
     half = len(items) // 2
-    left, right = await asyncio.gather(_asplit_on_413(send, items[:half]), _asplit_on_413(send, items[half:]))
+    left, right = await asyncio.gather(_split_on_413(send, items[:half]), _split_on_413(send, items[half:]))
     return left + right
 
 
@@ -143,7 +145,7 @@ class SandboxClient:
         batch_size: submissions per ``/judge`` request (bigger batches are split).
         math_batch_size: items per ``/math/check`` request.
         connect_timeout_s: TCP connect timeout.
-        service: in-process mode: a prepared :class:`~sandbox.service.SandboxService`.
+        service: in-process mode: a prepared :class:`~sandbox.service.service.SandboxService`.
         service_config: in-process mode: config for the service built on first use.
 
     Raises:
@@ -167,8 +169,6 @@ class SandboxClient:
         self._service, self._service_config = service, service_config
         self._owns_service = service is None
         self._lock = threading.Lock()
-        self._gate = threading.BoundedSemaphore(max_concurrency)
-        self._http: httpx.Client | None = None
         self._async: dict[int, tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
 
     def __repr__(self) -> str:
@@ -180,25 +180,13 @@ class SandboxClient:
         """The in-process service (local mode only; built on first use)."""
         with self._lock:
             if self._service is None:
-                from sandbox.service import SandboxService
+                from sandbox.service.service import SandboxService
 
                 self._service = SandboxService(self._service_config)
             return self._service
 
-    def _local_call(self, fn: Any, req: Any) -> Any:
-        from sandbox.service import InvalidRequest, Overloaded, ServiceError
-
-        try:
-            return fn(req)
-        except RequestTooLarge as exc:
-            raise SandboxRequestError(413, "request_too_large", str(exc)) from None
-        except InvalidRequest as exc:
-            raise SandboxRequestError(422, "invalid_request", str(exc)) from None
-        except (Overloaded, ServiceError) as exc:
-            raise SandboxServerError(f"in-process sandbox failed: {exc}") from exc
-
-    async def _alocal_call(self, fn: Any, req: Any) -> Any:
-        from sandbox.service import InvalidRequest, Overloaded, ServiceError
+    async def _local_call(self, fn: Any, req: Any) -> Any:
+        from sandbox.service.service import InvalidRequest, Overloaded, ServiceError
 
         try:
             return await fn(req)
@@ -233,27 +221,6 @@ class SandboxClient:
         """Whether ``resp`` ends the retry loop (an unhealthy /health 503 is an answer, not a failure)."""
         return resp.status_code not in RETRY_STATUSES or (path == "/health" and resp.status_code == 503)
 
-    def _request(self, method: str, path: str, payload: dict | None = None) -> dict[str, Any]:
-        with self._lock:
-            if self._http is None:
-                self._http = httpx.Client(timeout=self.timeout)
-        url = f"{self.base_url}{path}"
-        last: Any = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                with self._gate:
-                    resp = self._http.request(method, url, json=payload)
-            except httpx.TransportError as exc:
-                last = exc
-                continue
-            if not self._final(resp, path):
-                last = resp
-                continue
-            return self._decode(resp, url)
-        raise self._unavailable(url, self.max_retries + 1, last)
-
     def _aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         key = id(loop)
@@ -262,56 +229,51 @@ class SandboxClient:
             self._async[key] = (httpx.AsyncClient(timeout=self.timeout), asyncio.Semaphore(self.max_concurrency))
         return self._async[key]
 
-    async def _arequest(self, method: str, path: str, payload: dict | None = None) -> dict[str, Any]:
+    async def _request(self, method: str, path: str, payload: dict | None = None) -> dict[str, Any]:
         client, gate = self._aclient()
         url = f"{self.base_url}{path}"
-        last: Any = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                async with gate:
-                    resp = await client.request(method, url, json=payload)
-            except httpx.TransportError as exc:
-                last = exc
-                continue
-            if not self._final(resp, path):
-                last = resp
-                continue
-            return self._decode(resp, url)
-        raise self._unavailable(url, self.max_retries + 1, last)
-
-    def _map(self, fn: Any, chunks: list[list]) -> list:
-        if len(chunks) == 1:
-            return [fn(chunks[0])]
-        with ThreadPoolExecutor(min(self.max_concurrency, len(chunks))) as pool:
-            return list(pool.map(fn, chunks))
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1),
+                                 wait=wait_exponential(multiplier=self.backoff_s, min=0),
+                                 retry=retry_if_exception_type(_Retry), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        async with gate:
+                            resp = await client.request(method, url, json=payload)
+                    except httpx.TransportError as exc:
+                        raise _Retry(exc) from exc
+                    if not self._final(resp, path):
+                        raise _Retry(resp)
+        except _Retry as exc:
+            raise self._unavailable(url, self.max_retries + 1, exc.last) from None
+        return self._decode(resp, url)
 
     # ------------------------------------------------------------------ judge
     def _judge_request(self, subs: Sequence[Any], options: dict[str, Any]) -> JudgeRequest:
         payload = {"submissions": [submission_payload(s) for s in subs], **options}
         return _build(JudgeRequest, {k: v for k, v in payload.items() if v is not None})
 
-    def _judge_chunk(self, subs: list[Any], options: dict[str, Any]) -> list[JudgeResult]:
-        def send(part: list[Any]) -> list[JudgeResult]:
+    async def _judge_chunk(self, subs: list[Any], options: dict[str, Any]) -> list[JudgeResult]:
+        async def send(part: list[Any]) -> list[JudgeResult]:
             req = self._judge_request(part, options)
             if self.local:
-                return self._local_call(self.service.judge, req).to_core()
-            return _reply(JudgeResponse, self._request("POST", "/judge", req.wire())).to_core()
+                return (await self._local_call(self.service.ajudge, req)).to_core()
+            return _reply(JudgeResponse, await self._request("POST", "/judge", req.wire())).to_core()
 
-        return _split_on_413(send, subs)
+        return await _split_on_413(send, subs)
 
-    def judge(self, submission: Any, **options: Any) -> JudgeResult:
+    async def ajudge(self, submission: Any, **options: Any) -> JudgeResult:
         """Judge one submission.
 
         Args:
-            submission: a :class:`sandbox.judge.Submission`, or a mapping with ``code`` or
+            submission: a :class:`sandbox.core.judge.Submission`, or a mapping with ``code`` or
                 ``completion``, ``tests`` (the spec dict) and optional ``language``.
             **options: ``limits`` (dict of ``cpu_time_limit_s``, ``wall_time_limit_s``,
                 ``memory_limit_bytes``, ``output_limit_bytes``), ``compare_mode``, ``stop_on_first_failure``.
 
         Returns:
-            The :class:`~sandbox.verdicts.JudgeResult` (``INTERNAL_ERROR`` if the sandbox failed on it).
+            The :class:`~sandbox.core.verdicts.JudgeResult` (``INTERNAL_ERROR`` if the sandbox failed on it).
 
         Raises:
             SandboxRequestError: invalid submission or options (4xx).
@@ -319,96 +281,80 @@ class SandboxClient:
             SandboxUnavailable: the server is unreachable after retries.
 
         """
-        return self._judge_chunk([submission], options)[0]
+        return (await self._judge_chunk([submission], options))[0]
 
-    def judge_batch(self, submissions: Iterable[Any], **options: Any) -> list[JudgeResult]:
+    async def ajudge_batch(self, submissions: Iterable[Any], **options: Any) -> list[JudgeResult]:
         """Judge many submissions (split into ``batch_size`` requests, ``max_concurrency`` in flight).
 
         Args:
-            submissions: as for :meth:`judge`.
-            **options: as for :meth:`judge`, applied to all.
+            submissions: as for :meth:`ajudge`.
+            **options: as for :meth:`ajudge`, applied to all.
 
         Returns:
             One result per submission, in input order.
 
         Raises:
-            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`judge`.
+            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`ajudge`.
 
         """
         subs = list(submissions)
         if not subs:
             return []
-        parts = self._map(lambda c: self._judge_chunk(c, options), _chunks(subs, self.batch_size))
+        parts = await asyncio.gather(*(self._judge_chunk(c, options) for c in _chunks(subs, self.batch_size)))
         return [r for part in parts for r in part]
 
-    async def _ajudge_chunk(self, subs: list[Any], options: dict[str, Any]) -> list[JudgeResult]:
-        async def send(part: list[Any]) -> list[JudgeResult]:
-            req = self._judge_request(part, options)
-            if self.local:
-                return (await self._alocal_call(self.service.ajudge, req)).to_core()
-            return _reply(JudgeResponse, await self._arequest("POST", "/judge", req.wire())).to_core()
+    def judge(self, submission: Any, **options: Any) -> JudgeResult:
+        """Blocking :meth:`ajudge` (same arguments, result and errors)."""
+        return run_sync(self.ajudge(submission, **options))
 
-        return await _asplit_on_413(send, subs)
-
-    async def ajudge(self, submission: Any, **options: Any) -> JudgeResult:
-        """Async :meth:`judge`."""
-        return (await self._ajudge_chunk([submission], options))[0]
-
-    async def ajudge_batch(self, submissions: Iterable[Any], **options: Any) -> list[JudgeResult]:
-        """Async :meth:`judge_batch` (chunks run concurrently, bounded by ``max_concurrency``)."""
-        subs = list(submissions)
-        if not subs:
-            return []
-        parts = await asyncio.gather(*(self._ajudge_chunk(c, options) for c in _chunks(subs, self.batch_size)))
-        return [r for part in parts for r in part]
+    def judge_batch(self, submissions: Iterable[Any], **options: Any) -> list[JudgeResult]:
+        """Blocking :meth:`ajudge_batch` (same arguments, result and errors)."""
+        return run_sync(self.ajudge_batch(submissions, **options))
 
     # ------------------------------------------------------------------ run
     def _run_request(self, source: str, stdin: str, language: str, limits: Mapping | None) -> RunRequest:
         payload = {"source": source, "stdin": stdin, "language": language, "limits": dict(limits) if limits else None}
         return _build(RunRequest, {k: v for k, v in payload.items() if v is not None})
 
-    def run(self, source: str, stdin: str = "", *, language: str = "python",
-            limits: Mapping[str, Any] | None = None) -> RunResponse:
+    async def arun(self, source: str, stdin: str = "", *, language: str = "python",
+                   limits: Mapping[str, Any] | None = None) -> RunResponse:
         """Run one program on one stdin; nothing is compared.
 
         Args:
             source: the program.
             stdin: its standard input.
             language: ``"python"`` or ``"cpp"``.
-            limits: optional limit overrides (as for :meth:`judge`).
+            limits: optional limit overrides (as for :meth:`ajudge`).
 
         Returns:
-            The :class:`~sandbox.wire.RunResponse` (runner status and the TestRun record).
+            The :class:`~sandbox.service.wire.RunResponse` (runner status and the TestRun record).
 
         Raises:
-            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`judge`.
+            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`ajudge`.
 
         """
         req = self._run_request(source, stdin, language, limits)
         if self.local:
-            return self._local_call(self.service.run, req)
-        return _reply(RunResponse, self._request("POST", "/run", req.wire()))
+            return await self._local_call(self.service.arun, req)
+        return _reply(RunResponse, await self._request("POST", "/run", req.wire()))
 
-    async def arun(self, source: str, stdin: str = "", *, language: str = "python",
-                   limits: Mapping[str, Any] | None = None) -> RunResponse:
-        """Async :meth:`run`."""
-        req = self._run_request(source, stdin, language, limits)
-        if self.local:
-            return await self._alocal_call(self.service.arun, req)
-        return _reply(RunResponse, await self._arequest("POST", "/run", req.wire()))
+    def run(self, source: str, stdin: str = "", *, language: str = "python",
+            limits: Mapping[str, Any] | None = None) -> RunResponse:
+        """Blocking :meth:`arun` (same arguments, result and errors)."""
+        return run_sync(self.arun(source, stdin, language=language, limits=limits))
 
     # ------------------------------------------------------------------ math
-    def _math_chunk(self, items: list[Any]) -> list[MathVerdict]:
-        def send(part: list[Any]) -> list[MathVerdict]:
+    async def _math_chunk(self, items: list[Any]) -> list[MathVerdict]:
+        async def send(part: list[Any]) -> list[MathVerdict]:
             req = _build(MathCheckRequest, {"items": [math_payload(i) for i in part]})
             if self.local:
-                return self._local_call(self.service.check_math, req).to_core()
-            return _reply(MathCheckResponse, self._request("POST", "/math/check", req.wire())).to_core()
+                return (await self._local_call(self.service.acheck_math, req)).to_core()
+            return _reply(MathCheckResponse, await self._request("POST", "/math/check", req.wire())).to_core()
 
-        return _split_on_413(send, items)
+        return await _split_on_413(send, items)
 
-    def check_math(self, gold: Any, completion: str | None = None, *, pred: str | None = None,
-                   require: str = "any") -> MathVerdict:
+    async def acheck_math(self, gold: Any, completion: str | None = None, *, pred: str | None = None,
+                          require: str = "any") -> MathVerdict:
         """Check one completion (or a bare answer ``pred``) against gold answer(s).
 
         Args:
@@ -421,12 +367,13 @@ class SandboxClient:
             The :class:`~sandbox.mathcheck.MathVerdict` (``INTERNAL_ERROR`` if the checker failed).
 
         Raises:
-            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`judge`.
+            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`ajudge`.
 
         """
-        return self._math_chunk([{"gold": gold, "completion": completion, "pred": pred, "require": require}])[0]
+        return (await self._math_chunk([{"gold": gold, "completion": completion, "pred": pred,
+                                          "require": require}]))[0]
 
-    def check_math_batch(self, items: Iterable[Any]) -> list[MathVerdict]:
+    async def acheck_math_batch(self, items: Iterable[Any]) -> list[MathVerdict]:
         """Check many items, ``math_batch_size`` per request, ``max_concurrency`` in flight.
 
         Args:
@@ -437,40 +384,26 @@ class SandboxClient:
             One :class:`~sandbox.mathcheck.MathVerdict` per item, in order.
 
         Raises:
-            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`judge`.
+            SandboxRequestError, SandboxServerError, SandboxUnavailable: as for :meth:`ajudge`.
 
         """
         todo = list(items)
         if not todo:
             return []
-        parts = self._map(self._math_chunk, _chunks(todo, self.math_batch_size))
+        parts = await asyncio.gather(*(self._math_chunk(c) for c in _chunks(todo, self.math_batch_size)))
         return [v for part in parts for v in part]
 
-    async def _amath_chunk(self, items: list[Any]) -> list[MathVerdict]:
-        async def send(part: list[Any]) -> list[MathVerdict]:
-            req = _build(MathCheckRequest, {"items": [math_payload(i) for i in part]})
-            if self.local:
-                return (await self._alocal_call(self.service.acheck_math, req)).to_core()
-            return _reply(MathCheckResponse, await self._arequest("POST", "/math/check", req.wire())).to_core()
+    def check_math(self, gold: Any, completion: str | None = None, *, pred: str | None = None,
+                   require: str = "any") -> MathVerdict:
+        """Blocking :meth:`acheck_math` (same arguments, result and errors)."""
+        return run_sync(self.acheck_math(gold, completion, pred=pred, require=require))
 
-        return await _asplit_on_413(send, items)
-
-    async def acheck_math(self, gold: Any, completion: str | None = None, *, pred: str | None = None,
-                          require: str = "any") -> MathVerdict:
-        """Async :meth:`check_math`."""
-        return (await self._amath_chunk([{"gold": gold, "completion": completion, "pred": pred,
-                                          "require": require}]))[0]
-
-    async def acheck_math_batch(self, items: Iterable[Any]) -> list[MathVerdict]:
-        """Async :meth:`check_math_batch`."""
-        todo = list(items)
-        if not todo:
-            return []
-        parts = await asyncio.gather(*(self._amath_chunk(c) for c in _chunks(todo, self.math_batch_size)))
-        return [v for part in parts for v in part]
+    def check_math_batch(self, items: Iterable[Any]) -> list[MathVerdict]:
+        """Blocking :meth:`acheck_math_batch` (same arguments, result and errors)."""
+        return run_sync(self.acheck_math_batch(items))
 
     # ------------------------------------------------------------------ health, lifetime
-    def health(self) -> dict[str, Any]:
+    async def ahealth(self) -> dict[str, Any]:
         """Fetch the service's health report (``{"ok": bool, "isolation": ..., "math": ...}``).
 
         An unhealthy server's 503 reply is returned as its report (``ok`` false), not raised.
@@ -480,20 +413,19 @@ class SandboxClient:
 
         """
         if self.local:
-            return self.service.health()
-        return self._request("GET", "/health")
-
-    async def ahealth(self) -> dict[str, Any]:
-        """Async :meth:`health`."""
-        if self.local:
             return await asyncio.to_thread(self.service.health)
-        return await self._arequest("GET", "/health")
+        return await self._request("GET", "/health")
+
+    def health(self) -> dict[str, Any]:
+        """Blocking :meth:`ahealth`."""
+        return run_sync(self.ahealth())
 
     def close(self) -> None:
         """Close HTTP connections (and the in-process service if this client built it)."""
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        loop = background_loop()
+        entry = self._async.pop(id(loop), None)
+        if entry is not None:  # the pool the blocking methods used
+            run_sync(entry[0].aclose())
         self._async.clear()  # async pools of other loops cannot be closed from here; they are dropped
         if self.local and self._owns_service and self._service is not None:
             self._service.close()

@@ -2,12 +2,12 @@
 
 This module runs INSIDE the isolation boundary (a Docker container, or the ``process``
 backend's namespaced subprocess). It only reports what the program did; output
-comparison happens outside, in :mod:`sandbox.judge`. (When a test carries ``expected``,
+comparison happens outside, in :mod:`sandbox.core.judge`. (When a test carries ``expected``,
 the runner compares too, but only to decide an early stop; the judge re-compares.)
 
 Entry points:
 
-- ``python3 -m sandbox.runner --serve``: reads one RunJob JSON object per line on stdin,
+- ``python3 -m sandbox.runner.job --serve``: reads one RunJob JSON object per line on stdin,
   writes one RunOutcome JSON object per line on stdout, until EOF. A malformed line gets
   an outcome with ``status="error"``; the loop goes on.
 - :func:`run_job` ``(job: dict) -> dict``: the same, in-process.
@@ -39,7 +39,8 @@ RunJob (protocol 1; unknown keys are rejected)::
      "python_executable": null}                   # exec path interpreter (default: one the
                                                   # sandbox uid can execute)
 
-All ``limits`` keys are optional (defaults: :data:`DEFAULT_LIMITS`).
+All ``limits`` keys are optional (defaults: :data:`DEFAULT_LIMITS`, from :class:`sandbox.core.jobs.Limits`;
+the typed form of this whole protocol is :mod:`sandbox.core.jobs`).
 
 RunOutcome::
 
@@ -55,9 +56,10 @@ RunOutcome::
                "status": "OK" | "RE" | "TLE" | "MLE" | "OLE" | "IE",
                "exit_code": int|null, "signal": int|null,
                "cpu_time_s": float, "wall_time_s": float, "peak_memory_bytes": int,
-               "stdout": "...", "stdout_bytes": int, "stdout_truncated": bool,
+               "stdout": "...", "stdout_bytes": int, "stdout_truncated": bool,   # over the output
+                                                  # limit (OLE): only the first 4 KiB of stdout
                "stderr": "...", "stderr_truncated": bool,
-               "record": null | {...harness record, see sandbox.harness...},
+               "record": null | {...harness record, see sandbox.runner.harness...},
                "matched": null | bool,            # early-stop pre-check against "expected"
                "error": null | "<why IE>"}
 
@@ -70,7 +72,7 @@ an allocation failure under the address-space limit; ``OLE`` stdout over
 ``IE`` the runner itself failed (setup, missing record after exit 0); never a user fault.
 
 Isolation per test (each test is a fresh child, forked by the zygote, see
-:mod:`sandbox._exec`): the child calls ``setsid`` (own session and process group). The zygote
+:mod:`sandbox.runner.zygote`): the child calls ``setsid`` (own session and process group). The zygote
 is a child subreaper, so anything the program leaves behind, even a daemon that double-forks
 and calls ``setsid``, is re-parented to it and killed after the test, together with the
 process group; with ``sweep_uid`` every process of the sandbox uid is killed too, and every
@@ -91,11 +93,11 @@ Python execution (``python_mode``): ``exec`` runs ``python3 main.py`` (stdio) or
 ``python3 -I harness.py`` (call/assert) in the child: one fresh interpreter per test (about
 8-10 ms each; the interpreter must be executable by the sandbox uid, see
 ``python_executable``). ``fork`` (default) runs the program in the forked zygote itself: the
-zygote is a separate interpreter started with ``python3 -m sandbox.runner --zygote`` *before
-it sees any job data*, which pre-imports :data:`sandbox.harness.PRELOAD_MODULES` and the
+zygote is a separate interpreter started with ``python3 -m sandbox.runner.job --zygote`` *before
+it sees any job data*, which pre-imports :data:`sandbox.runner.harness.PRELOAD_MODULES` and the
 harness preludes (then ``gc.freeze()``) and forks per test; the child drops privileges and runs the program
 in-process as ``__main__`` with fresh ``sys.stdin``/``stdout``/``stderr`` on fds 0/1/2, exactly
-as a script would (see :mod:`sandbox.harness`). The zygote only ever holds the current
+as a script would (see :mod:`sandbox.runner.harness`). The zygote only ever holds the current
 test's source and input, never expected outputs. C++ is compiled with ``g++`` as a sandboxed
 execution (CE on failure) and the binary is exec'd per test.
 
@@ -108,7 +110,7 @@ and peak memory; the session ends (fresh child for the next test) as soon as a t
 or leaves a thread, a process or a file behind, and a test after the first that ends RE/MLE/IE
 is re-run in a fresh child so that state left by earlier tests cannot change a verdict.
 Imported modules' state is shared between the tests of the job (never between jobs). Details
-and the exact guarantees: :mod:`sandbox._session`.
+and the exact guarantees: :mod:`sandbox.runner.session`.
 """
 
 from __future__ import annotations
@@ -120,25 +122,16 @@ import subprocess
 import sys
 import tempfile
 
-from sandbox import _exec
+from sandbox.core.jobs import COMPILE_LIMITS as _COMPILE_LIMITS
+from sandbox.core.jobs import DEFAULT_LIMITS as _DEFAULT_LIMITS
+from sandbox.core.jobs import PROTOCOL_VERSION, FinishReason
+from sandbox.runner import execution, zygote
 
 __all__ = ["run_job", "serve", "DEFAULT_LIMITS", "PROTOCOL_VERSION", "TEST_STATUSES"]
 
-PROTOCOL_VERSION = 1
-TEST_STATUSES = ("OK", "RE", "TLE", "MLE", "OLE", "IE")
-DEFAULT_LIMITS = {
-    "cpu_time_limit_s": 6.0,
-    "wall_time_limit_s": 12.0,
-    "memory_limit_bytes": 1 << 30,
-    "output_limit_bytes": 64 << 20,
-    "stderr_limit_bytes": 64 << 10,
-    "max_processes": 64,
-    "max_open_files": 64,
-    "address_space_slack_bytes": 256 << 20,
-}
-COMPILE_LIMITS = {"cpu_time_limit_s": 30.0, "wall_time_limit_s": 60.0, "memory_limit_bytes": 2 << 30,
-                  "output_limit_bytes": 256 << 20, "stderr_limit_bytes": 16 << 10,
-                  "max_processes": 64, "max_open_files": 256}
+TEST_STATUSES = tuple(reason.value for reason in FinishReason)
+DEFAULT_LIMITS = _DEFAULT_LIMITS.to_wire()
+COMPILE_LIMITS = _COMPILE_LIMITS.to_wire()
 _JOB_KEYS = {"protocol", "language", "source", "harness", "tests", "limits", "stop_on_first_failure",
              "compare_mode", "python_mode", "python_executable", "sandbox_uid", "sandbox_gid", "sweep_uid",
              "pid_namespace", "share_process"}
@@ -229,10 +222,10 @@ def _compile_cpp(job_dir: str, job: dict, ids) -> dict:
     if cxx is None:
         raise JobError("language 'cpp' needs g++ on PATH inside the sandbox; install it or use python")
     build = os.path.join(job_dir, "build")
-    req = _exec.Request(argv=[cxx, *_CXX[1:]], stdin_path=os.devnull, io_dir=os.path.join(job_dir, "io"),
+    req = execution.Request(argv=[cxx, *_CXX[1:]], stdin_path=os.devnull, io_dir=os.path.join(job_dir, "io"),
                         work_dir=os.path.join(job_dir, "build"), limits=COMPILE_LIMITS,
                         uid=ids[0], gid=ids[1], env=_user_env(build), keep_work_dir=True)
-    res = _exec.execute(req)
+    res = zygote.execute(req)
     if res["status"] == "IE":
         raise RuntimeError(f"compiler could not start: {res['error']}")
     ok = res["status"] == "OK" and os.path.exists(os.path.join(build, "main"))
@@ -240,7 +233,7 @@ def _compile_cpp(job_dir: str, job: dict, ids) -> dict:
 
 
 def _test_request(job: dict, job_dir: str, index: int, test: dict, ids, binary: str | None,
-                  session_key: str | None = None) -> _exec.Request:
+                  session_key: str | None = None) -> execution.Request:
     harness = job["harness"]
     stdin_path = os.path.join(job_dir, "stdin")
     with open(stdin_path, "w", encoding="utf-8", errors="surrogatepass") as f:
@@ -250,16 +243,16 @@ def _test_request(job: dict, job_dir: str, index: int, test: dict, ids, binary: 
                   limits=job["limits"], uid=ids[0], gid=ids[1], env=_user_env(work_dir),
                   sweep_uid=bool(job.get("sweep_uid")), use_pid_namespace=bool(job.get("pid_namespace")))
     if binary is not None:
-        return _exec.Request(argv=[binary], **common)
+        return execution.Request(argv=[binary], **common)
     cfg = {"kind": harness["kind"], "source": job["source"], "filename": os.path.join(job_dir, "main.py"),
            "nonce": os.urandom(16).hex(), "fn_name": harness.get("fn_name"), "input": test.get("input", ""),
            "test_code": harness.get("test_code"), "prelude": harness.get("prelude")}
     if job.get("python_mode", "fork") == "fork":
-        return _exec.Request(harness_cfg=cfg, session_key=session_key, **common)
+        return execution.Request(harness_cfg=cfg, session_key=session_key, **common)
     python = _sandbox_python(job)
     if harness["kind"] == "stdio":
-        return _exec.Request(argv=[python, cfg["filename"]], **common)
-    return _exec.Request(argv=[python, "-I", os.path.join(job_dir, "harness.py")], harness_cfg=cfg, **common)
+        return execution.Request(argv=[python, cfg["filename"]], **common)
+    return execution.Request(argv=[python, "-I", os.path.join(job_dir, "harness.py")], harness_cfg=cfg, **common)
 
 
 def _world_executable(path: str) -> bool:
@@ -288,7 +281,7 @@ def _sandbox_python(job: dict) -> str:
 def _matched(job: dict, test: dict, run: dict) -> bool | None:
     if "expected" not in test or run["status"] != "OK":
         return None
-    from sandbox import compare
+    from sandbox.core import compare
 
     kind = job["harness"]["kind"]
     if kind == "stdio":
@@ -361,7 +354,7 @@ def _run_in_dir(job: dict, job_dir: str, ids, outcome: dict) -> dict:
     session_key = _session_key(job) if binary is None else None
     try:
         for index, test in enumerate(tests):
-            run = _exec.execute(_test_request(job, job_dir, index, test, ids, binary, session_key))
+            run = zygote.execute(_test_request(job, job_dir, index, test, ids, binary, session_key))
             run["index"] = index
             run["matched"] = _matched(job, test, run)
             outcome["tests"].append(run)
@@ -370,7 +363,7 @@ def _run_in_dir(job: dict, job_dir: str, ids, outcome: dict) -> dict:
                 break
     finally:
         if session_key is not None:
-            _exec.end_session()
+            zygote.end_session()
     return outcome
 
 
@@ -382,7 +375,7 @@ def _write(path: str, text: str) -> None:
 
 def _runner_info(job) -> dict:
     mode = job.get("python_mode", "fork") if isinstance(job, dict) else "fork"
-    pidns = bool(isinstance(job, dict) and job.get("pid_namespace")) and _exec.pid_namespace_available()
+    pidns = bool(isinstance(job, dict) and job.get("pid_namespace")) and execution.pid_namespace_available()
     return {"pid_namespace": pidns, "uid": None, "python_mode": mode,
             "python": ".".join(map(str, sys.version_info[:3]))}
 
@@ -417,11 +410,11 @@ def main(argv: list[str] | None = None) -> None:
         if arg == "--private-tmp" or arg.startswith("--private-tmp="):
             _mount_private_tmp(arg.partition("=")[2] or "512m")
     if "--zygote" in argv:
-        _exec.zygote_main()
+        zygote.zygote_main()
     elif "--serve" in argv:
         serve()
     else:
-        print("usage: python3 -m sandbox.runner --serve [--private-tmp[=512m]]", file=sys.stderr)
+        print("usage: python3 -m sandbox.runner.job --serve [--private-tmp[=512m]]", file=sys.stderr)
         sys.exit(2)
 
 

@@ -56,9 +56,10 @@ def _lcb_lines(text: str) -> list[str]:
 
 def lcb_equal(got: str, expected: str) -> CompareResult:
     """LiveCodeBench's stdio rule (see the module docstring)."""
+    n_got, n_exp = got.strip().count("\n") + 1, expected.strip().count("\n") + 1  # = len(_lcb_lines(...))
+    if n_got != n_exp:  # decided without splitting (a flood of lines costs one count)
+        return CompareResult(False, f"line count {n_got} != expected {n_exp}")
     got_lines, exp_lines = _lcb_lines(got), _lcb_lines(expected)
-    if len(got_lines) != len(exp_lines):
-        return CompareResult(False, f"line count {len(got_lines)} != expected {len(exp_lines)}")
     for i, (g, e) in enumerate(zip(got_lines, exp_lines)):
         if g == e:
             continue

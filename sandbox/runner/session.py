@@ -1,6 +1,6 @@
 """Shared-process sessions: the tests of ONE job run one after another in one forked child.
 
-Internal module of the zygote (see :mod:`sandbox._exec`); used only for jobs with
+Internal module of the zygote (see :mod:`sandbox.runner.zygote`); used only for jobs with
 ``share_process: true`` (Python, ``fork`` mode, ``stdio``/``call`` harness, no PID namespace).
 Why: a fork of the preloaded zygote plus the child's copy-on-write faults and exit cost
 about 2-3 ms of CPU per test on a small machine, far more than a small test itself; in a
@@ -30,7 +30,7 @@ What is shared (so use it only where tests of one submission need no isolation f
 other, which is no security boundary since they run the same program): module-level state
 of imported modules (e.g. caches), the Python heap, and the same sandbox uid and process.
 A program can tamper with the in-process harness for its own later tests, exactly as it
-can within one test (see :mod:`sandbox.harness`). Sessions never span two jobs: each job
+can within one test (see :mod:`sandbox.runner.harness`). Sessions never span two jobs: each job
 has its own session key, and the runner ends its session when the job ends.
 """
 
@@ -43,7 +43,7 @@ import select
 import socket
 import time
 
-from sandbox import _exec
+from sandbox.runner import execution
 
 __all__ = ["Session", "available", "session_child_main"]
 
@@ -129,7 +129,7 @@ def available() -> bool:
 class Session:
     """One live shared-process child (zygote side)."""
 
-    def __init__(self, req: _exec.Request) -> None:
+    def __init__(self, req: execution.Request) -> None:
         self.key = req.session_key
         self.req = req
         self.work_dir = req.work_dir
@@ -153,16 +153,16 @@ class Session:
         self.ended = False
         self.threads = 1
 
-    def matches(self, req: _exec.Request) -> bool:
+    def matches(self, req: execution.Request) -> bool:
         """Whether ``req`` belongs to this session (same job key, uid and limits)."""
         return (self.alive and req.session_key == self.key and req.uid == self.req.uid
                 and req.limits == self.req.limits and self.tests < _MAX_TESTS_PER_SESSION)
 
-    def run(self, req: _exec.Request) -> dict:
+    def run(self, req: execution.Request) -> dict:
         """Run one test of the session; ends the session when it cannot safely go on."""
         io_dir = req.io_dir
         nonce = os.urandom(16).hex() if req.harness_cfg["kind"] != "stdio" else ""
-        fds = _exec._open_io(req, io_dir)  # stdin, stdout, stderr, record (argv is None: no cfg fd)
+        fds = execution.open_io(req, io_dir)  # stdin, stdout, stderr, record (argv is None: no cfg fd)
         cfg_path = os.path.join(io_dir, "cfg.json")
         with open(cfg_path, "w", encoding="utf-8", errors="surrogatepass") as f:
             f.write(nonce + "\n" + (req.harness_cfg.get("input") or ""))
@@ -185,7 +185,7 @@ class Session:
         reply, killed, died = self._wait(req.limits["wall_time_limit_s"])
         wall = time.monotonic() - start
         rep = self._finish_dead(cpu0, wall) if died else self._report(reply, cpu0, wall)
-        result = _exec._result(req, io_dir, rep, killed, nonce, wall)
+        result = execution.read_result(req, io_dir, rep, killed, nonce, wall)
         if result["status"] in _RERUN_FRESH and not first:
             # A crash or memory failure might come from what earlier tests left in the process
             # (heap fragmentation under RLIMIT_AS, a peak that could not be reset, changed module
@@ -211,7 +211,7 @@ class Session:
             left = end - time.monotonic()
             events = poller.poll(left * 1000) if left > 0 else []
             if not events:
-                _exec._killpg(self.pid)
+                execution.killpg(self.pid)
                 return None, True, True
             for fd, _ in events:
                 if fd == self.pidfd:
@@ -224,7 +224,7 @@ class Session:
                     return data, False, False
                 poller.unregister(sock_fd)  # EOF: wait for the exit itself, under the deadline
 
-    def _rerun_fresh(self, req: _exec.Request) -> dict:
+    def _rerun_fresh(self, req: execution.Request) -> dict:
         fresh = Session(req)
         try:
             return fresh.run(req)
@@ -272,8 +272,8 @@ class Session:
         if self.ended:
             return
         self.ended = True
-        strays = _exec._killpg(self.pid) if self.alive else False
-        strays = _exec._kill_descendants() or strays
+        strays = execution.killpg(self.pid) if self.alive else False
+        strays = execution.kill_descendants() or strays
         self.alive = False
         for closer in (self.sock.close, lambda: os.close(self.pidfd),
                        lambda: self.err_r is not None and os.close(self.err_r)):
@@ -284,26 +284,26 @@ class Session:
         req = self.req
         if req.sweep_uid and req.uid is not None:
             if strays:
-                _exec._sweep_uid(req.uid)
-            _exec._sweep_shared_dirs(req.uid)
-        _exec._remove_dir(self.work_dir)
+                execution.sweep_uid(req.uid)
+            execution.sweep_shared_dirs(req.uid)
+        execution.remove_dir(self.work_dir)
 
 
 # ---------------------------------------------------------------- child side
 
-def session_child_main(req: _exec.Request, sock_fd: int, err_w: int) -> None:
+def session_child_main(req: execution.Request, sock_fd: int, err_w: int) -> None:
     """Run the session child: set up like a test child once, then tests on request (never returns)."""
     try:
-        sock_fd = _exec._fcntl_high(sock_fd)
-        err_w = _exec._fcntl_high(err_w)
+        sock_fd = execution.fcntl_high(sock_fd)
+        err_w = execution.fcntl_high(err_w)
         for fd in (0, 1, 2):
-            os.dup2(_exec._devnull(), fd)
+            os.dup2(execution.devnull(), fd)
         os.closerange(3, min(sock_fd, err_w))
         os.closerange(min(sock_fd, err_w) + 1, max(sock_fd, err_w))
         os.closerange(max(sock_fd, err_w) + 1, 1 << 20)
         limits = dict(req.limits)
         hard_cpu = (math.ceil(limits["cpu_time_limit_s"]) + 1) * _MAX_TESTS_PER_SESSION
-        _exec._child_setup(req, _exec.rlimit_plan({**limits, "cpu_time_limit_s": hard_cpu - 1}, _exec._drops_uid(req)))
+        execution.child_setup(req, execution.rlimit_plan({**limits, "cpu_time_limit_s": hard_cpu - 1}, execution.drops_uid(req)))
         os.close(err_w)
     except BaseException as exc:  # noqa: BLE001 - setup failure: report and die
         try:
@@ -322,7 +322,7 @@ def session_child_main(req: _exec.Request, sock_fd: int, err_w: int) -> None:
     os._exit(0)
 
 
-def _serve_tests(req: _exec.Request, sock_fd: int) -> None:
+def _serve_tests(req: execution.Request, sock_fd: int) -> None:
     """Run tests as the zygote sends them, until EOF.
 
     Everything the loop calls is bound before any program code runs, and it parses nothing
@@ -330,7 +330,7 @@ def _serve_tests(req: _exec.Request, sock_fd: int) -> None:
     fail its own later tests (which are then re-run in a fresh child, see ``_RERUN_FRESH``),
     but not this loop's report.
     """
-    from sandbox import harness
+    from sandbox.runner import harness
 
     run_harness, recv_fds, send = harness.run_harness, socket.recv_fds, socket.socket(fileno=sock_fd).send
     sock = send.__self__

@@ -1,11 +1,11 @@
-"""The reward service over HTTP: a thin FastAPI shell over :class:`~sandbox.service.SandboxService`.
+"""The reward service over HTTP: a thin FastAPI shell over :class:`~sandbox.service.service.SandboxService`.
 
 Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
 
 ====================  ===================================================================================
-``POST /judge``       :class:`~sandbox.wire.JudgeRequest` -> :class:`~sandbox.wire.JudgeResponse`
-``POST /run``         :class:`~sandbox.wire.RunRequest` -> :class:`~sandbox.wire.RunResponse`
-``POST /math/check``  :class:`~sandbox.wire.MathCheckRequest` -> :class:`~sandbox.wire.MathCheckResponse`
+``POST /judge``       :class:`~sandbox.service.wire.JudgeRequest` -> :class:`~sandbox.service.wire.JudgeResponse`
+``POST /run``         :class:`~sandbox.service.wire.RunRequest` -> :class:`~sandbox.service.wire.RunResponse`
+``POST /math/check``  :class:`~sandbox.service.wire.MathCheckRequest` -> :class:`~sandbox.service.wire.MathCheckResponse`
 ``GET /health``       200 with the isolation backend's health and a live math probe; 503 if either fails
 ``GET /metrics``      Prometheus text: requests by endpoint/status, verdicts, latency, in-flight, errors
 ====================  ===================================================================================
@@ -15,7 +15,7 @@ well-formed request that cannot be judged (wrong types, missing fields, bad test
 503 overloaded (retry); 500 the core failed. Every error body is
 ``{"error": kind, "detail": reason}``. Judging never runs on the event loop.
 
-Run it with ``er sandbox serve`` or ``uvicorn --factory sandbox.server:app_from_env``.
+Run it with ``er sandbox serve`` or ``uvicorn --factory sandbox.service.server:app_from_env``.
 Every :class:`ServerConfig` field has a mirroring environment variable
 ``ER_SANDBOX_<FIELD>`` (``ER_SANDBOX_PORT=8000``).
 """
@@ -33,9 +33,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from sandbox.config import ENV_PREFIX, ServerConfig
-from sandbox.service import InvalidRequest, Overloaded, SandboxService, ServiceError
-from sandbox.wire import (
+from sandbox.service.config import ENV_PREFIX, ServerConfig
+from sandbox.service.service import InvalidRequest, Overloaded, SandboxService, ServiceError
+from sandbox.service.wire import (
     ErrorResponse,
     JudgeRequest,
     JudgeResponse,
@@ -48,7 +48,7 @@ from sandbox.wire import (
 
 __all__ = ["ServerConfig", "create_app", "app_from_env", "ENV_PREFIX"]
 
-_log = logging.getLogger("sandbox.server")
+_log = logging.getLogger("sandbox.service.server")
 ENDPOINTS = ("/judge", "/run", "/math/check", "/health", "/metrics")
 
 
@@ -210,7 +210,7 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
             await asyncio.to_thread(svc.close)
 
     app = FastAPI(title="Elastic Reasoning reward service", version="1", lifespan=lifespan,
-                  description="Sandboxed code judge and math checker (see sandbox.server).")
+                  description="Sandboxed code judge and math checker (see sandbox.service.server).")
     app.state.service, app.state.metrics, app.state.config = svc, metrics, config
 
     @app.exception_handler(RequestValidationError)
@@ -246,5 +246,5 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
 
 
 def app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory sandbox.server:app_from_env`` (config from ``ER_SANDBOX_*``)."""
+    """App factory for ``uvicorn --factory sandbox.service.server:app_from_env`` (config from ``ER_SANDBOX_*``)."""
     return create_app(ServerConfig.from_env())

@@ -1,8 +1,8 @@
 """The judge: spec + program (or completion) -> verdicts, via an isolation backend.
 
-The trusted side of the sandbox: it extracts the code, builds a RunJob
-(:mod:`sandbox.runner`), has an :class:`~sandbox.isolation.base.IsolationBackend` run it,
-and compares outputs itself (:mod:`sandbox.compare`). Infrastructure failures become
+The trusted side of the sandbox: it extracts the code, builds a typed
+:class:`~sandbox.core.jobs.RunJob`, has an :class:`~sandbox.isolation.base.IsolationBackend` run it,
+and compares outputs itself (:mod:`sandbox.core.compare`). Infrastructure failures become
 ``INTERNAL_ERROR``, never ``WA``.
 
 Example:
@@ -20,17 +20,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import compare
-from sandbox.errors import SandboxError
-from sandbox.extract import extract_code
+from sandbox.core import compare
+from sandbox.core.errors import SandboxError
+from sandbox.core.extract import extract_code
+from sandbox.core.jobs import (
+    FinishReason,
+    Harness,
+    HarnessKind,
+    Language,
+    Limits,
+    OutcomeStatus,
+    PythonMode,
+    RunJob,
+    RunOutcome,
+    TestInput,
+    TestRun,
+)
+from sandbox.core.spec import TestSpec
+from sandbox.core.verdicts import JudgeResult, TestResult, Verdict
 from sandbox.isolation.base import IsolationBackend
-from sandbox.spec import TestSpec
-from sandbox.verdicts import JudgeResult, TestResult, Verdict
 
 __all__ = ["Judge", "JudgeConfig", "Submission"]
 
-_STATUS_VERDICT = {"TLE": Verdict.TLE, "MLE": Verdict.MLE, "OLE": Verdict.OLE, "RE": Verdict.RE,
-                   "IE": Verdict.INTERNAL_ERROR}
+_STATUS_VERDICT = {FinishReason.TLE: Verdict.TLE, FinishReason.MLE: Verdict.MLE, FinishReason.OLE: Verdict.OLE,
+                   FinishReason.RE: Verdict.RE, FinishReason.IE: Verdict.INTERNAL_ERROR}
 
 
 @dataclass
@@ -62,7 +75,7 @@ class JudgeConfig:
     share_process: bool = field(default=False, metadata={
         "help": "Run the tests of one submission one after another in ONE forked process (stdio/call, fork mode; "
                 "~10x cheaper per test, as LiveCodeBench does). Each test keeps its own limits, fds and __main__; "
-                "module-level state of imported modules is shared. See sandbox._session."})
+                "module-level state of imported modules is shared. See sandbox.runner.session."})
     snippet_bytes: int = field(default=1000, metadata={"help": "stdout/stderr/expected kept in results."})
     max_concurrency: int = field(default=4, metadata={"help": "Parallel jobs in judge_batch/ajudge_batch."})
 
@@ -113,7 +126,7 @@ class Judge:
         self.backend = backend
 
     # ------------------------------------------------------------ building
-    def limits_for(self, spec: TestSpec) -> dict[str, float]:
+    def limits_for(self, spec: TestSpec) -> Limits:
         """The runner limits for ``spec`` (the spec's own limits when honoured)."""
         cfg = self.config
         cpu, wall, mem = cfg.cpu_time_limit_s, cfg.wall_time_limit_s, cfg.memory_limit_bytes
@@ -122,26 +135,25 @@ class Judge:
             wall = cpu * cfg.wall_time_factor + 1.0
         if cfg.honour_statement_limits and spec.memory_limit_mb is not None:
             mem = int(spec.memory_limit_mb * (1 << 20))
-        return {"cpu_time_limit_s": cpu, "wall_time_limit_s": wall, "memory_limit_bytes": mem,
-                "output_limit_bytes": cfg.output_limit_bytes, "stderr_limit_bytes": cfg.stderr_limit_bytes,
-                "max_processes": cfg.max_processes}
+        return Limits(cpu_time_limit_s=cpu, wall_time_limit_s=wall, memory_limit_bytes=mem,
+                      output_limit_bytes=cfg.output_limit_bytes, stderr_limit_bytes=cfg.stderr_limit_bytes,
+                      max_processes=cfg.max_processes)
 
-    def build_job(self, code: str, spec: TestSpec, language: str = "python") -> dict[str, Any]:
-        """The RunJob for ``code`` on ``spec`` (see :mod:`sandbox.runner`)."""
+    def build_job(self, code: str, spec: TestSpec, language: str = "python") -> RunJob:
+        """The :class:`~sandbox.core.jobs.RunJob` for ``code`` on ``spec``."""
         early = self.config.stop_on_first_failure
         if spec.kind == "stdio":
-            harness = {"kind": "stdio"}
-            tests = [{"stdin": c.input, **({"expected": c.output} if early else {})} for c in spec.cases]
+            harness = Harness(HarnessKind.STDIO)
+            tests = tuple(TestInput(stdin=c.input, expected=c.output if early else None) for c in spec.cases)
         elif spec.kind == "call":
-            harness = {"kind": "call", "fn_name": spec.fn_name}
-            tests = [{"input": c.input, **({"expected": c.output} if early else {})} for c in spec.cases]
+            harness = Harness(HarnessKind.CALL, fn_name=spec.fn_name)
+            tests = tuple(TestInput(input=c.input, expected=c.output if early else None) for c in spec.cases)
         else:
-            harness = {"kind": "assert", "test_code": spec.test_code, "prelude": spec.prelude}
-            tests = [{}]
-        return {"protocol": 1, "language": language, "source": code, "harness": harness, "tests": tests,
-                "limits": self.limits_for(spec), "stop_on_first_failure": early,
-                "compare_mode": self.config.compare_mode, "python_mode": self.config.python_mode,
-                **({"share_process": True} if self.config.share_process else {})}
+            harness = Harness(HarnessKind.ASSERT, test_code=spec.test_code, prelude=spec.prelude)
+            tests = (TestInput(),)
+        return RunJob(source=code, tests=tests, language=Language(language), harness=harness,
+                      limits=self.limits_for(spec), stop_on_first_failure=early, compare_mode=self.config.compare_mode,
+                      python_mode=PythonMode(self.config.python_mode), share_process=self.config.share_process)
 
     def _prepare(self, sub: Submission) -> tuple[TestSpec, str | None]:
         spec = TestSpec.from_dict(sub.spec) if not isinstance(sub.spec, TestSpec) else sub.spec
@@ -178,33 +190,22 @@ class Judge:
         with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
             return list(pool.map(self.judge, submissions))
 
+    # The isolation backends block on pipes and sockets, so judging is written once, blocking;
+    # the async methods only move it off the event loop.
     async def ajudge(self, submission: Submission) -> JudgeResult:
-        """Async :meth:`judge` (uses the backend's ``aexecute``)."""
-        spec, code = self._prepare(submission)
-        if code is None:
-            return JudgeResult(Verdict.NO_CODE, total=spec.num_tests)
-        try:
-            outcome = await self.backend.aexecute(self.build_job(code, spec, submission.language))
-        except SandboxError as exc:
-            return JudgeResult(Verdict.INTERNAL_ERROR, total=spec.num_tests, error=str(exc), code=code)
-        return self.result_from_outcome(outcome, spec, code)
+        """:meth:`judge` in a worker thread (never blocks the event loop)."""
+        return await asyncio.to_thread(self.judge, submission)
 
     async def ajudge_batch(self, submissions: list[Submission]) -> list[JudgeResult]:
-        """Async batch with at most ``config.max_concurrency`` jobs in flight, in input order."""
-        gate = asyncio.Semaphore(self.config.max_concurrency)
-
-        async def one(sub: Submission) -> JudgeResult:
-            async with gate:
-                return await self.ajudge(sub)
-
-        return list(await asyncio.gather(*(one(s) for s in submissions)))
+        """:meth:`judge_batch` in a worker thread (at most ``config.max_concurrency`` jobs in flight)."""
+        return await asyncio.to_thread(self.judge_batch, submissions)
 
     # ------------------------------------------------------------ interpreting
-    def result_from_outcome(self, outcome: dict[str, Any], spec: TestSpec, code: str | None = None) -> JudgeResult:
-        """Turn a RunOutcome into a :class:`JudgeResult` (comparison happens here).
+    def result_from_outcome(self, outcome: RunOutcome, spec: TestSpec, code: str | None = None) -> JudgeResult:
+        """Turn a :class:`~sandbox.core.jobs.RunOutcome` into a :class:`JudgeResult` (comparison happens here).
 
         Args:
-            outcome: the runner's RunOutcome dict.
+            outcome: the runner's outcome.
             spec: the spec the job was built from.
             code: the program (kept in the result).
 
@@ -212,18 +213,17 @@ class Judge:
             The judge result.
         """
         total = spec.num_tests
-        meta = dict(outcome.get("runner") or {}, backend=self.backend.name)
-        if outcome.get("status") == "error" or not isinstance(outcome.get("tests"), list):
-            return JudgeResult(Verdict.INTERNAL_ERROR, total=total, error=str(outcome.get("error")), code=code, meta=meta)
-        if outcome["status"] == "compile_error":
-            text = (outcome.get("compile") or {}).get("stderr", "")
+        meta = dict(outcome.runner, backend=self.backend.name)
+        if outcome.status is OutcomeStatus.ERROR:
+            return JudgeResult(Verdict.INTERNAL_ERROR, total=total, error=str(outcome.error), code=code, meta=meta)
+        if outcome.status is OutcomeStatus.COMPILE_ERROR:
+            text = outcome.compile.stderr if outcome.compile else ""
             return JudgeResult(Verdict.CE, total=total, compile_output=text[: self.config.snippet_bytes * 4],
                                code=code, meta=meta)
-        try:
-            tests = [self._test_result(run, spec) for run in outcome["tests"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            return JudgeResult(Verdict.INTERNAL_ERROR, total=total, error=f"malformed RunOutcome: {exc!r}",
-                               code=code, meta=meta)
+        if any(not 0 <= run.index < total for run in outcome.tests):
+            return JudgeResult(Verdict.INTERNAL_ERROR, total=total, error="malformed RunOutcome: test index out of "
+                               f"range {[run.index for run in outcome.tests]}", code=code, meta=meta)
+        tests = [self._test_result(run, spec) for run in outcome.tests]
         verdicts = [t.verdict for t in tests]
         if Verdict.INTERNAL_ERROR in verdicts:
             verdict = Verdict.INTERNAL_ERROR
@@ -236,29 +236,27 @@ class Judge:
         return JudgeResult(verdict, tests=tests, passed=verdicts.count(Verdict.AC), total=total, error=error,
                            code=code, meta=meta)
 
-    def _test_result(self, run: dict[str, Any], spec: TestSpec) -> TestResult:
+    def _test_result(self, run: TestRun, spec: TestSpec) -> TestResult:
         n = self.config.snippet_bytes
-        index = int(run["index"])
-        verdict, message, expected, got = self._test_verdict(run, spec, index)
-        return TestResult(index=index, verdict=verdict, wall_time_s=float(run.get("wall_time_s", 0.0)),
-                          cpu_time_s=float(run.get("cpu_time_s", 0.0)),
-                          peak_memory_bytes=int(run.get("peak_memory_bytes", 0)), exit_code=run.get("exit_code"),
-                          signal=run.get("signal"), stdout=run.get("stdout", "")[:n], stderr=run.get("stderr", "")[-n:],
-                          expected=expected[:n], got=got[:n], message=message[:n])
+        verdict, message, expected, got = self._test_verdict(run, spec)
+        return TestResult(index=run.index, verdict=verdict, wall_time_s=run.wall_time_s, cpu_time_s=run.cpu_time_s,
+                          peak_memory_bytes=run.peak_memory_bytes, exit_code=run.exit_code, signal=run.signal,
+                          stdout=run.stdout[:n], stderr=run.stderr[-n:], expected=expected[:n], got=got[:n],
+                          message=message[:n])
 
-    def _test_verdict(self, run: dict[str, Any], spec: TestSpec, index: int) -> tuple[Verdict, str, str, str]:
-        status, record = run["status"], run.get("record")
-        if status == "RE" and spec.kind == "assert" and (record or {}).get("error_type") == "AssertionError":
-            return Verdict.WA, f"assertion failed {record.get('error', '')}".strip(), "", ""
-        if status != "OK":
-            detail = run.get("error") or (record or {}).get("error") or ""
-            return _STATUS_VERDICT.get(status, Verdict.INTERNAL_ERROR), str(detail), "", ""
+    def _test_verdict(self, run: TestRun, spec: TestSpec) -> tuple[Verdict, str, str, str]:
+        status, record = run.status, run.record
+        if status is FinishReason.RE and spec.kind == "assert" and (record or {}).get("error_type") == "AssertionError":
+            return Verdict.WA, f"assertion failed {(record or {}).get('error', '')}".strip(), "", ""
+        if status is not FinishReason.OK:
+            detail = run.error or (record or {}).get("error") or ""
+            return _STATUS_VERDICT[status], str(detail), "", ""
         if spec.kind == "assert":
             return Verdict.AC, "", "", ""
-        case = spec.cases[index]
+        case = spec.cases[run.index]
         if spec.kind == "stdio":
-            res = compare.compare_output(run.get("stdout", ""), case.output, self.config.compare_mode)
-            return (Verdict.AC if res.passed else Verdict.WA), res.message, case.output, run.get("stdout", "")
+            res = compare.compare_output(run.stdout, case.output, self.config.compare_mode)
+            return (Verdict.AC if res.passed else Verdict.WA), res.message, case.output, run.stdout
         res = compare.compare_call(record, case.output, self.config.compare_mode)
         got = (record or {}).get("return_json") or (record or {}).get("return_repr") or ""
         return (Verdict.AC if res.passed else Verdict.WA), res.message, case.output, got

@@ -1,7 +1,7 @@
 """Settings of the reward service (stdlib only, so ``er --help`` and the config stay light).
 
-- :class:`WireLimits`: request size limits (re-exported by :mod:`sandbox.wire`).
-- :class:`ServiceConfig`: what :class:`sandbox.service.SandboxService` runs on.
+- :class:`WireLimits`: request size limits (re-exported by :mod:`sandbox.service.wire`).
+- :class:`ServiceConfig`: what :class:`sandbox.service.service.SandboxService` runs on.
 - :class:`ServerConfig`: the service plus the HTTP listener; every field mirrors an
   environment variable ``ER_SANDBOX_<FIELD>`` (:meth:`ServerConfig.from_env`).
 """
@@ -15,9 +15,33 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["WireLimits", "ServiceConfig", "ServerConfig", "ENV_PREFIX"]
+__all__ = ["WireLimits", "ServiceConfig", "ServerConfig", "ENV_PREFIX", "parse_bool"]
 
 ENV_PREFIX = "ER_SANDBOX_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean setting as the ``er`` command line does (case-insensitive).
+
+    Args:
+        name: the setting (environment variable) name, quoted in the error.
+        raw: its text.
+
+    Returns:
+        True for 1/true/yes/on, False for 0/false/no/off.
+
+    Raises:
+        ValueError: any other text (a typo such as ``ture`` never silently means False).
+
+    """
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; use one of {_TRUE} or {_FALSE}")
 
 
 @dataclass
@@ -69,7 +93,7 @@ class ServiceConfig:
     Attributes:
         isolation: isolation backend name (``process``, ``docker``, ``socket``, or ``module:Class``).
         isolation_options: JSON object of keyword arguments for the backend's constructor.
-        judge_options: JSON object of :class:`sandbox.judge.JudgeConfig` overrides.
+        judge_options: JSON object of :class:`sandbox.core.judge.JudgeConfig` overrides.
         judge_workers: submissions judged at the same time (threads driving the backend); also the
             default worker count of the process and docker backends.
         max_pending: submissions allowed to wait for a judge thread before new requests get 503.
@@ -81,7 +105,7 @@ class ServiceConfig:
         math_timeout_s: hard wall-clock limit of one math check.
         math_options: JSON object of other ``MathCheckerConfig`` fields.
 
-    > Parameters that bound one request (see :class:`sandbox.wire.WireLimits`)
+    > Parameters that bound one request (see :class:`sandbox.service.wire.WireLimits`)
 
     """
 
@@ -124,19 +148,19 @@ class ServiceConfig:
         self.judge_config()  # validates judge_options
 
     def wire_limits(self) -> WireLimits:
-        """The request size limits as a :class:`~sandbox.wire.WireLimits`."""
+        """The request size limits as a :class:`~sandbox.service.wire.WireLimits`."""
         return WireLimits(max_body_bytes=self.max_body_bytes, max_batch_size=self.max_batch_size,
                           max_math_batch_size=self.max_math_batch_size, max_code_chars=self.max_code_chars,
                           max_tests=self.max_tests)
 
     def judge_config(self) -> Any:
-        """The base :class:`sandbox.judge.JudgeConfig` (``judge_options`` applied).
+        """The base :class:`sandbox.core.judge.JudgeConfig` (``judge_options`` applied).
 
         Raises:
             ValueError: an unknown or invalid judge option (the message lists the valid ones).
 
         """
-        from sandbox.judge import JudgeConfig
+        from sandbox.core.judge import JudgeConfig
 
         try:
             return JudgeConfig(**self.judge_options)
@@ -147,7 +171,7 @@ class ServiceConfig:
 
 @dataclass
 class ServerConfig(ServiceConfig):
-    """Reward server settings: the :class:`~sandbox.service.ServiceConfig` plus the listener.
+    """Reward server settings: the :class:`~sandbox.service.service.ServiceConfig` plus the listener.
 
     > Parameters that control the listener
 
@@ -198,13 +222,14 @@ class ServerConfig(ServiceConfig):
             if raw is None:
                 continue
             kind = hints[f.name]
+            if kind is bool:  # before int: bool is an int subclass, and int("yes") must not be the error
+                out[f.name] = parse_bool(cls.env_name(f.name), raw)
+                continue
             try:
                 if kind is int:
                     out[f.name] = int(raw)
                 elif kind is float:
                     out[f.name] = float(raw)
-                elif kind is bool:
-                    out[f.name] = raw.lower() in ("1", "true", "yes", "on")
                 else:
                     out[f.name] = raw
             except ValueError:

@@ -1,12 +1,12 @@
 """Serve the in-boundary runner on a unix socket (stdlib only; the compose ``worker`` service).
 
-``python3 -m sandbox.runner_socket --socket-dir /run/er-sandbox`` listens on
+``python3 -m sandbox.runner.socket_server --socket-dir /run/er-sandbox`` listens on
 ``/run/er-sandbox/<name>.sock`` (``<name>`` defaults to the host name, which Docker sets to
 the container id, so ``docker compose up --scale worker=N`` gives N distinct sockets in one
 shared volume). The gateway's :class:`sandbox.isolation.socket.SocketIsolation` finds them
 there. Workers run with ``network_mode: none``: this socket is their only channel.
 
-Wire protocol: the runner's JSON-lines protocol (see :mod:`sandbox.runner`) per
+Wire protocol: the runner's JSON-lines protocol (see :mod:`sandbox.runner.job`) per
 connection: one RunJob per line in, one RunOutcome per line out, plus one control line
 ``{"op": "ping"}`` answered with ``{"op": "pong", "protocol": 1, "name": ..., "sandbox_uid": ...,
 "pid_namespace": ..., "jobs": ...}``. Connections are served one at a time (a worker runs one
@@ -20,7 +20,7 @@ processes) with no supplementary groups, so they cannot reach the socket. Every 
 ``sandbox_uid``/``sandbox_gid`` is overridden with this worker's uid and ``sweep_uid`` is set,
 since this runner owns that uid.
 
-``python3 -m sandbox.runner_socket --check --socket-dir DIR`` pings this worker's own socket
+``python3 -m sandbox.runner.socket_server --check --socket-dir DIR`` pings this worker's own socket
 (the container health check); exit status 0 iff it answered.
 """
 
@@ -34,7 +34,7 @@ import signal
 import socket
 import sys
 
-from sandbox import runner
+from sandbox.runner import job as runner
 
 __all__ = ["serve_socket", "ping", "socket_path", "MAX_LINE_BYTES", "main"]
 
@@ -188,7 +188,7 @@ def ping(path: str, timeout_s: float = 5.0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI (see the module docstring); returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python3 -m sandbox.runner_socket", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m sandbox.runner.socket_server", description=__doc__.splitlines()[0])
     parser.add_argument("--socket-dir", default=os.environ.get("ER_SANDBOX_SOCKET_DIR", "/run/er-sandbox"),
                         help="socket directory shared with the gateway (env ER_SANDBOX_SOCKET_DIR)")
     parser.add_argument("--name", default=None, help="socket name (default: host name)")

@@ -1,6 +1,6 @@
 """HTTP wire shapes of the reward service (pydantic), kept apart from the core types.
 
-The judge core (:mod:`sandbox.judge`, :mod:`sandbox.spec`) and the math checker
+The judge core (:mod:`sandbox.core.judge`, :mod:`sandbox.core.spec`) and the math checker
 (:mod:`sandbox.mathcheck`) know nothing of JSON or HTTP; this module holds the JSON
 request/response shapes the server accepts and the client sends, and converts them
 to and from the core types (as go-judge's ``cmd/go-judge/model`` does for its
@@ -31,7 +31,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sandbox.config import WireLimits
+from sandbox.service.config import WireLimits
 
 __all__ = [
     "WireLimits", "RequestTooLarge", "LimitsIn", "SubmissionIn", "JudgeRequest", "JudgeResponse",
@@ -86,7 +86,7 @@ class SubmissionIn(BaseModel):
 
     code: str | None = Field(None, description="The program source.")
     completion: str | None = Field(None, description="Model output; the judge extracts the program from it.")
-    tests: dict[str, Any] = Field(description="Test spec dict (sandbox.spec wire form: kind stdio|call|assert).")
+    tests: dict[str, Any] = Field(description="Test spec dict (sandbox.core.spec wire form: kind stdio|call|assert).")
     language: Language = Field("python", description="Program language.")
 
     @model_validator(mode="after")
@@ -96,14 +96,14 @@ class SubmissionIn(BaseModel):
         return self
 
     def to_core(self) -> Any:
-        """The core :class:`sandbox.judge.Submission` (spec parsed).
+        """The core :class:`sandbox.core.judge.Submission` (spec parsed).
 
         Raises:
             SpecError: the test spec is malformed (message quotes the bad value).
 
         """
-        from sandbox.judge import Submission
-        from sandbox.spec import TestSpec
+        from sandbox.core.judge import Submission
+        from sandbox.core.spec import TestSpec
 
         return Submission(spec=TestSpec.from_dict(self.tests), code=self.code, completion=self.completion,
                           language=self.language)
@@ -168,11 +168,11 @@ class JudgeRequest(_Request):
 class JudgeResponse(BaseModel):
     """``POST /judge`` reply: one ``JudgeResult.to_dict()`` per submission, in order."""
 
-    results: list[dict[str, Any]] = Field(description="sandbox.judge.JudgeResult.to_dict() per submission.")
+    results: list[dict[str, Any]] = Field(description="sandbox.core.judge.JudgeResult.to_dict() per submission.")
 
     def to_core(self) -> list[Any]:
-        """The results as :class:`sandbox.verdicts.JudgeResult` objects."""
-        from sandbox.verdicts import JudgeResult
+        """The results as :class:`sandbox.core.verdicts.JudgeResult` objects."""
+        from sandbox.core.verdicts import JudgeResult
 
         return [JudgeResult.from_dict(r) for r in self.results]
 
@@ -193,7 +193,7 @@ class RunResponse(BaseModel):
 
     ``status`` is the runner's (``ok`` or ``compile_error``); ``test`` is the runner's
     TestRun record (status OK/RE/TLE/MLE/OLE/IE, exit code, signal, times, peak memory,
-    truncated stdout/stderr; see :mod:`sandbox.runner`), ``None`` after a compile error.
+    truncated stdout/stderr; see :mod:`sandbox.runner.job`), ``None`` after a compile error.
     """
 
     status: str = Field(description="Runner status: 'ok' or 'compile_error'.")
@@ -294,8 +294,8 @@ def submission_payload(sub: Any) -> dict[str, Any]:
     """Wire form (a :class:`SubmissionIn` dict) of a core submission.
 
     Args:
-        sub: a :class:`sandbox.judge.Submission`, or a mapping with ``code`` or ``completion``,
-            ``tests`` (or ``spec``; a dict or a :class:`~sandbox.spec.TestSpec`) and ``language``.
+        sub: a :class:`sandbox.core.judge.Submission`, or a mapping with ``code`` or ``completion``,
+            ``tests`` (or ``spec``; a dict or a :class:`~sandbox.core.spec.TestSpec`) and ``language``.
 
     Returns:
         The JSON-able dict (``None`` fields dropped).

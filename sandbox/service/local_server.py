@@ -1,6 +1,6 @@
 """Start the reward service as a local subprocess (tests, benchmarks, notebooks).
 
-:class:`LocalServer` runs ``uvicorn --factory sandbox.server:app_from_env`` on
+:class:`LocalServer` runs ``uvicorn --factory sandbox.service.server:app_from_env`` on
 127.0.0.1 with a free port, configured through ``ER_SANDBOX_*`` environment variables
 (the same path a container uses), waits until ``/health`` answers, and stops the
 process (and only it) on exit.
@@ -26,7 +26,7 @@ import httpx
 
 __all__ = ["LocalServer", "free_port"]
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,7 +43,7 @@ class LocalServer:
         port: TCP port (default: a free one).
         startup_timeout_s: how long to wait for ``/health`` to answer.
         log_level: uvicorn log level.
-        **settings: :class:`sandbox.server.ServerConfig` fields, passed as ``ER_SANDBOX_*``
+        **settings: :class:`sandbox.service.server.ServerConfig` fields, passed as ``ER_SANDBOX_*``
             variables (dicts are JSON-encoded).
 
     Raises:
@@ -76,7 +76,7 @@ class LocalServer:
         import tempfile
 
         self._log = tempfile.TemporaryFile()
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.server:app_from_env", "--host", self.host,
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.service.server:app_from_env", "--host", self.host,
                 "--port", str(self.port), "--log-level", str(self.settings["log_level"])]
         self.proc = subprocess.Popen(argv, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=str(_REPO_ROOT))

@@ -1,6 +1,6 @@
 """In-process harness: runs one user Python program the way ``python3 main.py`` would.
 
-Stdlib only and importable on its own: :mod:`sandbox.runner` calls :func:`run_harness`
+Stdlib only and importable on its own: :mod:`sandbox.runner.job` calls :func:`run_harness`
 inside the forked, privilege-dropped test child (the fast "fork" path) or execs
 ``python3 -I harness.py`` (the "exec" path), which reads its configuration from an
 inherited pipe fd and then closes it.
@@ -326,7 +326,7 @@ def run_harness(cfg: dict, record_fd: int | None, session: bool = False) -> int:
         cfg: ``kind`` ("stdio"|"call"|"assert"), ``source``, ``filename``, ``nonce`` and,
             per kind, ``fn_name``/``input`` (call) or ``test_code``/``prelude`` (assert).
         record_fd: fd for the result record (call/assert); ``None`` for stdio.
-        session: one test of a shared-process session (see :mod:`sandbox._session`): the
+        session: one test of a shared-process session (see :mod:`sandbox.runner.session`): the
             interpreter state a script sees is reset first and the process lives on.
 
     Returns:

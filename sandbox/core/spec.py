@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.errors import SpecError
+from sandbox.core.errors import SpecError
 
 __all__ = ["TestCase", "TestSpec", "SpecError", "limits_from_statement", "SPEC_KINDS"]
 

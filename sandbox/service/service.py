@@ -1,19 +1,20 @@
 """The reward service core: wire requests in, wire responses out, no HTTP.
 
 :class:`SandboxService` owns one isolation backend, a judge configuration and a math
-checker, and answers :mod:`sandbox.wire` requests. The FastAPI app
-(:mod:`sandbox.server`) is a thin shell over it, and :class:`sandbox.client.SandboxClient`
+checker, and answers :mod:`sandbox.service.wire` requests. The FastAPI app
+(:mod:`sandbox.service.server`) is a thin shell over it, and :class:`sandbox.service.client.SandboxClient`
 in in-process mode (``base_url=None``) calls it directly, so both paths validate and
 judge identically.
 
 Concurrency: judging and math checks run in two bounded thread pools
-(``judge_workers`` / ``math_workers`` threads), never on an event loop; the async
-methods await those pools. More than ``max_pending`` submissions waiting for a judge
+(``judge_workers`` / ``math_workers`` threads), never on an event loop. The async methods
+are the implementation (they await those pools); the blocking ones are thin wrappers that
+run them on a background loop (:mod:`sandbox.service.loop`). More than ``max_pending`` submissions waiting for a judge
 thread makes new requests fail fast with :class:`Overloaded` (HTTP 503, which clients
 retry with backoff).
 
 Errors (the server maps them to status codes): :class:`InvalidRequest` (422, the
-request is wrong: bad spec, bad option), :class:`~sandbox.wire.RequestTooLarge` (413),
+request is wrong: bad spec, bad option), :class:`~sandbox.service.wire.RequestTooLarge` (413),
 :class:`Overloaded` (503), :class:`ServiceError` (500: the core failed). A sandbox
 failure inside one submission is not an exception: its result has verdict
 ``INTERNAL_ERROR``, which clients turn into an error reward, never a wrong answer.
@@ -27,9 +28,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from sandbox.config import ServiceConfig
-from sandbox.errors import SandboxError, SpecError
-from sandbox.wire import (
+from sandbox.core.errors import SandboxError, SpecError
+from sandbox.core.jobs import OutcomeStatus, TestInput
+from sandbox.mathcheck.errors import MathCheckError
+from sandbox.service.config import ServiceConfig
+from sandbox.service.loop import run_sync
+from sandbox.service.wire import (
     JudgeRequest,
     JudgeResponse,
     MathCheckRequest,
@@ -66,7 +70,7 @@ class SandboxService:
         config: the :class:`ServiceConfig`.
         backend: an isolation backend to use instead of building ``config.isolation``.
         math_checker: a math checker to use instead of building one (needs ``check_batch``).
-        judge_factory: ``(JudgeConfig, backend) -> judge`` (default :class:`sandbox.judge.Judge`);
+        judge_factory: ``(JudgeConfig, backend) -> judge`` (default :class:`sandbox.core.judge.Judge`);
             tests pass a fake to exercise error paths.
 
     The backend and the math checker are built lazily on first use and closed by :meth:`close`.
@@ -134,7 +138,7 @@ class SandboxService:
             raise InvalidRequest(f"judge options {overrides!r} rejected: {exc}") from None
         if self._judge_factory is not None:
             return self._judge_factory(config, self.backend)
-        from sandbox.judge import Judge
+        from sandbox.core.judge import Judge
 
         return Judge(config, self.backend)
 
@@ -158,8 +162,7 @@ class SandboxService:
             return judge.judge(sub).to_dict()
         except SpecError as exc:
             raise InvalidRequest(str(exc)) from None
-        except Exception as exc:  # the core failed: never a verdict
-            raise ServiceError(f"judge failed: {type(exc).__name__}: {exc}") from exc
+        # anything else is a bug in the core: it propagates (the HTTP edge answers 500 with its reason)
 
     def _admit(self, n: int) -> None:
         with self._lock:
@@ -170,8 +173,8 @@ class SandboxService:
                                  f"{self.config.max_pending}); retry later")
             self._pending += n
 
-    def judge(self, req: JudgeRequest) -> JudgeResponse:
-        """Judge every submission of ``req`` (blocking).
+    async def ajudge(self, req: JudgeRequest) -> JudgeResponse:
+        """Judge every submission of ``req``; awaits the judge thread pool (never blocks the loop).
 
         Args:
             req: the parsed request.
@@ -188,13 +191,6 @@ class SandboxService:
         """
         judge, subs = self._prepare_judge(req)
         self._admit(len(subs))
-        futures = [self._judge_pool.submit(self._judge_one, judge, s) for s in subs]
-        return JudgeResponse(results=[f.result() for f in futures])
-
-    async def ajudge(self, req: JudgeRequest) -> JudgeResponse:
-        """Async :meth:`judge`: awaits the judge thread pool (never blocks the loop)."""
-        judge, subs = self._prepare_judge(req)
-        self._admit(len(subs))
         loop = asyncio.get_running_loop()
         futures = [loop.run_in_executor(self._judge_pool, self._judge_one, judge, s) for s in subs]
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -203,27 +199,31 @@ class SandboxService:
                 raise res
         return JudgeResponse(results=list(results))  # type: ignore[arg-type]
 
+    def judge(self, req: JudgeRequest) -> JudgeResponse:
+        """Blocking :meth:`ajudge` (runs it on the background loop, see :mod:`sandbox.service.loop`)."""
+        return run_sync(self.ajudge(req))
+
     # ------------------------------------------------------------------ run
     def _run_blocking(self, req: RunRequest) -> RunResponse:
-        from sandbox.spec import TestSpec
+        from sandbox.core.spec import TestSpec
 
         with self._lock:
             self._pending -= 1
         judge = self._make_judge(req.limits.overrides() if req.limits else {})
         job = judge.build_job(req.source, TestSpec(kind="stdio"), req.language)
-        job["tests"] = [{"stdin": req.stdin}]
+        job = dataclasses.replace(job, tests=(TestInput(stdin=req.stdin),))
         try:
             outcome = self.backend.execute(job)
         except SandboxError as exc:
             raise ServiceError(f"isolation backend failed: {exc}") from exc
-        if outcome.get("status") == "error":
-            raise ServiceError(f"runner failed: {outcome.get('error')}")
-        tests = outcome.get("tests") or []
-        return RunResponse(status=outcome["status"], test=tests[0] if tests else None,
-                           compile=outcome.get("compile"), runner=outcome.get("runner") or {})
+        if outcome.status is OutcomeStatus.ERROR:
+            raise ServiceError(f"runner failed: {outcome.error}")
+        wire = outcome.to_wire()  # the HTTP edge shows the runner's records as they are
+        return RunResponse(status=wire["status"], test=wire["tests"][0] if wire["tests"] else None,
+                           compile=wire["compile"], runner=wire["runner"])
 
-    def run(self, req: RunRequest) -> RunResponse:
-        """Run one raw program on one stdin (blocking).
+    async def arun(self, req: RunRequest) -> RunResponse:
+        """Run one raw program on one stdin.
 
         Args:
             req: the parsed request.
@@ -240,25 +240,23 @@ class SandboxService:
         """
         check_run_size(req, self.limits)
         self._admit(1)
-        return self._judge_pool.submit(self._run_blocking, req).result()
-
-    async def arun(self, req: RunRequest) -> RunResponse:
-        """Async :meth:`run`."""
-        check_run_size(req, self.limits)
-        self._admit(1)
         return await asyncio.get_running_loop().run_in_executor(self._judge_pool, self._run_blocking, req)
+
+    def run(self, req: RunRequest) -> RunResponse:
+        """Blocking :meth:`arun`."""
+        return run_sync(self.arun(req))
 
     # ------------------------------------------------------------------ math
     def _math_blocking(self, req: MathCheckRequest) -> MathCheckResponse:
         items = [it.to_core() for it in req.all_items()]
         try:
             verdicts = self.math_checker.check_batch(items)
-        except Exception as exc:  # pool closed / crashed: the core failed
+        except (MathCheckError, OSError) as exc:  # pool closed, workers could not start: the core failed
             raise ServiceError(f"math checker failed: {type(exc).__name__}: {exc}") from exc
         return MathCheckResponse(results=[v.to_dict() for v in verdicts])
 
-    def check_math(self, req: MathCheckRequest) -> MathCheckResponse:
-        """Check every item of ``req`` (blocking).
+    async def acheck_math(self, req: MathCheckRequest) -> MathCheckResponse:
+        """Check every item of ``req``.
 
         Args:
             req: the parsed request.
@@ -272,12 +270,11 @@ class SandboxService:
 
         """
         check_math_size(req, self.limits)
-        return self._math_pool.submit(self._math_blocking, req).result()
-
-    async def acheck_math(self, req: MathCheckRequest) -> MathCheckResponse:
-        """Async :meth:`check_math`."""
-        check_math_size(req, self.limits)
         return await asyncio.get_running_loop().run_in_executor(self._math_pool, self._math_blocking, req)
+
+    def check_math(self, req: MathCheckRequest) -> MathCheckResponse:
+        """Blocking :meth:`acheck_math`."""
+        return run_sync(self.acheck_math(req))
 
     # ------------------------------------------------------------------ health
     def health(self) -> dict[str, Any]:
@@ -289,12 +286,12 @@ class SandboxService:
         """
         try:
             iso = dict(self.backend.health())
-        except Exception as exc:
+        except (ServiceError, SandboxError, OSError) as exc:  # unavailable backend: reported, not raised
             iso = {"backend": self.config.isolation, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         try:
             verdict = self.math_checker.check_answer("1/2", "0.5")
             math = {"ok": verdict.correct, "probe": verdict.status.wire_name, "reason": verdict.reason}
-        except Exception as exc:
+        except (ServiceError, MathCheckError, OSError) as exc:
             math = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         ok = bool(iso.get("ok")) and bool(math.get("ok"))
         return {"ok": ok, "isolation": iso, "math": math, "pending": self._pending}
