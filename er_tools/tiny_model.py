@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from sandbox.core.extract import THINK_END  # the one definition of the completion format
+
 __all__ = [
     "BOS",
     "EOS",
@@ -50,7 +52,6 @@ PAD = "<｜▁pad▁｜>"
 USER = "<｜User｜>"
 ASSISTANT = "<｜Assistant｜>"
 THINK_START = "<think>"
-THINK_END = "</think>"
 
 #: R1-distill-style template: BOS, system text, user turns, and a generation prompt
 #: that opens the thinking block (``<｜Assistant｜><think>\n``).

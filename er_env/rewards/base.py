@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 from er_env.data.schema import Problem
+from sandbox.core.extract import THINK_END, solution_phase  # the one definition of the completion format
 
-__all__ = ["RewardResult", "RewardFunction", "RewardError", "solution_phase", "error_result", "check_on_reward_error",
-           "ON_REWARD_ERROR", "INTERNAL_ERROR", "ERROR_REWARD"]
-
-THINK_END = "</think>"
+__all__ = ["RewardResult", "RewardFunction", "RewardError", "solution_phase", "THINK_END", "error_result",
+           "check_on_reward_error", "ON_REWARD_ERROR", "INTERNAL_ERROR", "ERROR_REWARD"]
 
 #: the values of ``on_reward_error`` (rewards, rollout, environments, trainers)
 ON_REWARD_ERROR = ("record", "raise")
@@ -103,9 +102,3 @@ def check_on_reward_error(value: str, owner: str = "on_reward_error") -> str:
                          "('record': keep the failure as an is_error result with reward nan; 'raise': raise "
                          "RewardError).")
     return value
-
-
-def solution_phase(completion: str, think_end: str = THINK_END) -> str | None:
-    """The text after the last ``</think>``, or ``None`` if thinking never closed."""
-    idx = completion.rfind(think_end)
-    return None if idx < 0 else completion[idx + len(think_end):]

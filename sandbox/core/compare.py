@@ -70,7 +70,7 @@ def lcb_equal(got: str, expected: str) -> CompareResult:
 
 
 def _is_floatish(tok: str) -> bool:
-    return any(c in tok for c in ".eE") and not tok.lower() in ("nan", "inf", "-inf", "+inf")
+    return any(c in tok for c in ".eE") and tok.lower() not in ("nan", "inf", "-inf", "+inf")
 
 
 def _token_equal(g: str, e: str, abs_tol: float, rel_tol: float) -> bool:

@@ -18,6 +18,8 @@ import re
 
 __all__ = ["extract_code", "solution_phase", "THINK_END"]
 
+#: the thinking delimiter of the completion format (``thinking </think> solution``): the one definition,
+#: used by the code judge, the math checker, the reward clients and the tiny test model
 THINK_END = "</think>"
 _OPEN = re.compile(r"(?P<fence>`{3,})[ \t]*(?P<lang>[^\s`]*)[^\n`]*\n")
 

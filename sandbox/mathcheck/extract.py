@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sandbox.core.extract import THINK_END  # the one definition of the completion format
+
 __all__ = ["THINK_END", "Extraction", "extract_answer", "answer_from_prediction", "boxed_answers", "split_top_level",
            "strip_math_delimiters", "is_prose"]
 
-THINK_END = "</think>"
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _BARE_TOKEN_RE = re.compile(r"[ \t]+([^\s{}$\\]+)")
