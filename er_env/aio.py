@@ -1,50 +1,14 @@
-"""Run the async core from synchronous code (stdlib only).
+"""Run the async core from synchronous code.
 
-The project writes I/O-bound logic once, as coroutines (reward clients, the OpenAI
-backend); the blocking entry points are thin wrappers that call :func:`run_sync`.
+The project writes I/O-bound logic once, as coroutines (reward clients, the OpenAI backend,
+the sandbox client and service); the blocking entry points are thin wrappers that call
+:func:`run_sync`. There is one implementation, :func:`sandbox.service.loop.run_sync`: one
+background event loop per process, safe to call from inside a running loop (a notebook, an
+async trainer), restarted after ``fork``. This module is its import path for ``er_env``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from typing import Any, Coroutine, TypeVar
+from sandbox.service.loop import run_sync
 
 __all__ = ["run_sync"]
-
-T = TypeVar("T")
-
-
-def run_sync(coro: Coroutine[Any, Any, T], *, thread_name: str = "er-run-sync") -> T:
-    """Run ``coro`` to completion and return its result, from any synchronous caller.
-
-    Outside an event loop this is ``asyncio.run``. Inside one (a notebook, an async
-    trainer calling a blocking API) the coroutine runs on a fresh loop in a helper
-    thread, so the caller's loop is never re-entered; its exception is re-raised here.
-
-    Args:
-        coro: the coroutine to run (consumed).
-        thread_name: name of the helper thread, for debuggers.
-
-    Returns:
-        The coroutine's result.
-
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["out"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
-            box["err"] = exc
-
-    thread = threading.Thread(target=runner, name=thread_name)
-    thread.start()
-    thread.join()
-    if "err" in box:
-        raise box["err"]
-    return box["out"]

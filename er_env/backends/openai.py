@@ -140,7 +140,7 @@ class OpenAIBackend(Backend):
                 something malformed; nothing partial is returned.
 
         """
-        return run_sync(self.agenerate(prompts, budget, sampling), thread_name="er-openai-backend")
+        return run_sync(self.agenerate(prompts, budget, sampling))
 
     async def agenerate(
         self, prompts: Sequence[Sequence[int]], budget: Budget, sampling: SamplingConfig | None = None

@@ -80,7 +80,6 @@ class CodeReward(SandboxReward):
     """
 
     task = "code"
-    batch_method = "judge_batch"
     abatch_method = "ajudge_batch"
 
     def __init__(self, endpoint: str | None = None, *, on_reward_error: str = "record",

@@ -8,8 +8,9 @@ turn problems into batched requests and verdicts into
 :class:`~er_env.rewards.base.RewardResult`.
 
 One implementation: scoring is written once, as a coroutine (:meth:`SandboxReward.acall`
-sends every request group concurrently). The blocking :meth:`SandboxReward.__call__` runs
-the same coroutine with the client's blocking calls in worker threads.
+sends every request group concurrently over the client's async path). The blocking
+:meth:`SandboxReward.__call__` runs that coroutine on the process's background loop
+(:func:`er_env.aio.run_sync`).
 
 Failures never become a silent 0: a failure the client reports
 (:class:`sandbox.service.client.SandboxClientError`: transport, a rejected request, a core failure)
@@ -22,16 +23,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from er_env.aio import run_sync
 from er_env.data.schema import Problem
 from er_env.rewards.base import RewardError, RewardResult, check_on_reward_error, error_result
 
 __all__ = ["SandboxReward", "RequestGroup"]
-
-#: sends one request group: ``send(items, options) -> replies`` (one reply per item)
-Send = Callable[[list[Any], dict[str, Any]], Awaitable[list[Any]]]
 
 
 @dataclass
@@ -52,8 +50,8 @@ class RequestGroup:
 class SandboxReward:
     """Base of the sandbox-backed reward callables.
 
-    Subclasses set :attr:`task` and the client methods (:attr:`batch_method`, its async
-    twin's name :attr:`abatch_method`) and implement :meth:`_plan` and :meth:`_result`.
+    Subclasses set :attr:`task` and the client's async batch method (:attr:`abatch_method`)
+    and implement :meth:`_plan` and :meth:`_result`.
 
     Args:
         endpoint: reward server URL, or ``None`` to run in-process.
@@ -69,7 +67,6 @@ class SandboxReward:
     """
 
     task = ""
-    batch_method = ""
     abatch_method = ""
 
     def __init__(self, endpoint: str | None = None, *, on_reward_error: str = "record",
@@ -123,32 +120,19 @@ class SandboxReward:
             RewardError: a grader failure with ``on_reward_error="raise"``.
 
         """
-        blocking = getattr(self.client, self.batch_method)
-
-        async def send(items: list[Any], options: dict[str, Any]) -> list[Any]:
-            return await asyncio.to_thread(blocking, items, **options)
-
-        return run_sync(self._score(problems, completions, send), thread_name=f"er-{self.task}-reward")
+        return run_sync(self.acall(problems, completions))
 
     async def acall(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[RewardResult]:
-        """Async :meth:`__call__` over the client's async path (same arguments, results and errors)."""
-        method = getattr(self.client, self.abatch_method)
-
-        async def send(items: list[Any], options: dict[str, Any]) -> list[Any]:
-            return await method(items, **options)
-
-        return await self._score(problems, completions, send)
-
-    async def _score(self, problems: Sequence[Problem], completions: Sequence[str], send: Send
-                     ) -> list[RewardResult]:
+        """Async :meth:`__call__` (same arguments, results and errors): the one implementation."""
         from sandbox.service.client import SandboxClientError
 
         self._check_lengths(problems, completions)
         groups, out = self._plan(problems, completions)
+        send = getattr(self.client, self.abatch_method)
 
         async def one(group: RequestGroup) -> None:
             try:
-                replies = await send(group.items, group.options)
+                replies = await send(group.items, **group.options)
             except SandboxClientError as exc:  # transport / rejected request / server failure
                 results = self._failed(exc, len(group.items))
             else:

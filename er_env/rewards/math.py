@@ -50,7 +50,6 @@ class MathReward(SandboxReward):
     """
 
     task = "math"
-    batch_method = "check_math_batch"
     abatch_method = "acheck_math_batch"
 
     def __init__(self, endpoint: str | None = None, *, on_reward_error: str = "record",

@@ -183,10 +183,10 @@ def test_bugs_propagate_instead_of_becoming_internal_errors(monkeypatch):
     """Only the client's documented failures become error results; a programming error raises."""
     reward = MathReward()
 
-    def buggy(self, items, **options):
+    async def buggy(self, items, **options):
         raise TypeError("bug in the client")
 
-    monkeypatch.setattr(type(reward.client), "check_math_batch", buggy)
+    monkeypatch.setattr(type(reward.client), "acheck_math_batch", buggy)
     with pytest.raises(TypeError, match="bug in the client"):
         reward(MATH[:1], [boxed("5050")])
     reward.close()
