@@ -10,7 +10,8 @@ Files written into ``DIR``:
 - ``results.json``: the config, one entry per cell (settings and metrics,
   :class:`er_env.eval.metrics.Summary`) and every sample record;
 - ``summary.md``: one Markdown table per dataset;
-- ``plots/<dataset>.png``: pass@1 (95% CI) against mean sampled tokens, one line per method;
+- ``plots/<dataset>.png``: pass@1 (95% CI) against mean sampled tokens, one line per method
+  (skipped with a warning where matplotlib is missing);
 - ``codeforces/<method>_<budget>.json`` + ``codeforces/problem_ids.json``: the
   official results format (per problem, the 0/1 outcome of each graded sample) and
   the matching Codeforces problem ids, for ``er eval codeforces-rating``.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -93,7 +95,10 @@ def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path) -> list[
     Returns:
         The paths written.
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(f"Plots need matplotlib ({exc}); install it: pip install matplotlib") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -176,12 +181,18 @@ def write_report(directory: str | Path, rows: Sequence[Mapping[str, Any]], ks: S
     cs = cells(rows, ks)
     md = markdown(cs) if cs else "No samples.\n"
     (directory / "summary.md").write_text(md, encoding="utf-8")
-    plots = plot(cs, directory / "plots") if cs else []
+    plots, plot_error = [], None
+    try:
+        plots = plot(cs, directory / "plots") if cs else []
+    except ImportError as exc:  # the numbers are written anyway; `er eval report DIR` can draw them later
+        plot_error = str(exc)
+        warnings.warn(f"No plots written: {exc}", stacklevel=2)
     cf = write_codeforces_results(rows, directory / "codeforces")
     results = {
         "config": dict(config or {}),
         "cells": [{**{k: v for k, v in c.items() if k != "summary"}, "summary": c["summary"].to_dict()} for c in cs],
         "plots": [str(p.relative_to(directory)) for p in plots],
+        "plots_error": plot_error,
         "codeforces_results": [str(p.relative_to(directory)) for p in cf],
         "samples": list(rows),
     }
