@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 from er_env.budget import Budget
@@ -192,6 +193,34 @@ class _Job:
         return len(todo)
 
 
+class _Graders(Mapping):
+    """The training graders per task, built on first use and closed after the run."""
+
+    def __init__(self, endpoint: str | None) -> None:
+        self.endpoint = endpoint
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, task: str) -> Any:
+        if task not in ("math", "code"):
+            raise KeyError(task)
+        if task not in self._built:
+            from er_env.rewards import default_reward
+
+            self._built[task] = default_reward(task, endpoint=self.endpoint)
+        return self._built[task]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("math", "code"))
+
+    def __len__(self) -> int:
+        return 2
+
+    def close(self) -> None:
+        for fn in self._built.values():
+            getattr(fn, "close", lambda: None)()
+        self._built.clear()
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -221,13 +250,15 @@ def run_eval(cfg: EvalConfig, backend: Any = None, *, progress: bool = True, rew
     sets = load_datasets(cfg)
     own = backend is None
     backend = make_backend(cfg) if own else backend
+    graders = None
     try:
         methods = [get_method(n) for n in cfg.method_names]
         for m in methods:
             m.check_backend(backend)
         budgets = cfg.budget_list()
         constrained = [b for b in budgets if b.constrained]
-        router = RewardRouter(reward_fn, cfg.reward_endpoint, "record")
+        graders = _Graders(cfg.reward_endpoint) if reward_fn is None else None
+        router = RewardRouter(graders if graders is not None else reward_fn, None, "record")
         store = SampleStore(cfg.out)
         (store.dir / "run.json").write_text(json.dumps(asdict(cfg), indent=2), encoding="utf-8")
         keys: list[str] = []
@@ -242,6 +273,8 @@ def run_eval(cfg: EvalConfig, backend: Any = None, *, progress: bool = True, rew
             job.run(store, progress)
         return write_report(store.dir, list(store.rows(keys)), cfg.ks, config=asdict(cfg))
     finally:
+        if graders is not None:
+            graders.close()
         if own:
             backend.close()
 
