@@ -85,7 +85,8 @@ class EvalConfig:
 
     Attributes:
         dataset: dataset names or paths, comma-separated.
-        data_files: local files for a hub dataset (``lcb``).
+        data_files: local files for a hub dataset (``lcb``), comma-separated.
+        split: dataset split (default: the dataset's own; ``lcb``: ``test``).
         limit: first N problems of each dataset.
         prompt: ``auto``, ``deepscaler``, ``lcb`` or ``code``.
 
@@ -118,6 +119,7 @@ class EvalConfig:
     max_concurrency: int = field(default=64, metadata={"help": "Requests in flight per OpenAI endpoint."})
     dataset: str = field(default="", metadata={"help": "Dataset names or paths, comma-separated (required)."})
     data_files: str | None = field(default=None, metadata={"help": "Local files for a hub dataset (e.g. lcb)."})
+    split: str | None = field(default=None, metadata={"help": "Dataset split (default: the dataset's own)."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems of each dataset."})
     prompt: str = field(default="auto", metadata={"help": "Prompt: auto, deepscaler, lcb or code."})
     budgets: str = field(default="1024:1024", metadata={"help": f"Budgets: {BUDGET_FORMS}, comma-separated."})

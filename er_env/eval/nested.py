@@ -28,6 +28,10 @@ Why every budget gets exactly the distribution of an independent run:
    per-budget results of one sample are not independent draws and must not be
    pooled as if they were.
 
+Seeds: each solution call gets its own seed (:func:`reseeded`). Reusing the
+thinking call's seed would replay the random numbers that drew the thinking, so the
+solution would not be a fresh draw given its prefix.
+
 Transitions (s1's final-answer cue, Qwen3's sentence) replace the forced
 ``</think>`` by other forced text; the argument is unchanged. Plain truncation
 (one pass capped at ``t + s``) nests too: a run capped at ``L_i`` is the first
@@ -45,12 +49,13 @@ samples are generated independently (``fallbacks`` counts them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from er_env.budget import Budget, BudgetedCompletion, BudgetTracker, Phase
 
-__all__ = ["Generation", "NestedStats", "from_completion", "nested_phased", "nested_truncation", "thinking_stream"]
+__all__ = ["Generation", "NestedStats", "from_completion", "nested_phased", "nested_truncation", "reseeded",
+           "thinking_stream"]
 
 
 @dataclass(frozen=True)
@@ -114,15 +119,29 @@ def _replay(stream: Sequence[int], budget: Budget, backend: Any, prompt: Sequenc
     return None if tracker.phase is Phase.THINKING else tracker
 
 
+def reseeded(sampling: Any, salt: int) -> Any:
+    """``sampling`` with a seed derived from ``salt`` (unchanged when unseeded).
+
+    A seeded engine call replays the same random stream; a solution call that reused
+    the thinking call's seed would draw its tokens from the very numbers that drew
+    the thinking, so the solution would not be a fresh draw given the thinking.
+    Every extra call of a sweep therefore gets its own seed.
+    """
+    if sampling is None or getattr(sampling, "seed", None) is None:
+        return sampling
+    return replace(sampling, seed=(sampling.seed + 7_919 * (salt + 1)) % 2**31)
+
+
 def _solve(backend: Any, prefixes: list[list[int]], caps: list[int | None], sampling: Any,
            stats: NestedStats) -> list[BudgetedCompletion]:
-    """One unconstrained pass per prefix (grouped by cap): the solution phase only."""
+    """One unconstrained pass per prefix (grouped by cap): the solution phase only, freshly seeded."""
     out: list[BudgetedCompletion | None] = [None] * len(prefixes)
     groups: dict[int | None, list[int]] = {}
     for i, cap in enumerate(caps):
         groups.setdefault(cap, []).append(i)
     for cap, idx in groups.items():
-        res = backend.generate([prefixes[i] for i in idx], Budget.unconstrained(max_tokens=cap), sampling)
+        res = backend.generate([prefixes[i] for i in idx], Budget.unconstrained(max_tokens=cap),
+                               reseeded(sampling, stats.engine_calls))
         stats.engine_calls += 1
         for i, r in zip(idx, res, strict=True):
             out[i] = r
@@ -193,7 +212,8 @@ def nested_phased(
         out[b][j] = _finish(tracker, sol, transition_ids, cost, prefix)
     for b, idx in fallback.items():
         stats.fallbacks += len(idx)
-        again = nested_phased(backend, [prompts[j] for j in idx], [budgets[b]], sampling, transition_ids, stats)[0]
+        again = nested_phased(backend, [prompts[j] for j in idx], [budgets[b]],
+                              reseeded(sampling, 1_000 + stats.engine_calls), transition_ids, stats)[0]
         for j, g in zip(idx, again, strict=True):
             out[b][j] = g
     for j in range(len(prompts)):

@@ -27,11 +27,12 @@ from er_env.eval.config import EvalConfig, EvalError, budget_label, settings_key
 from er_env.eval.methods import Method, get_method
 from er_env.eval.nested import Generation, NestedStats, from_completion
 from er_env.eval.prompts import eval_prompt
-from er_env.eval.store import SampleStore
+from er_env.eval.store import SampleStore, plain
 
 __all__ = ["load_datasets", "make_backend", "run_eval"]
 
 _FULL = "full"  # the method name of the unconstrained budget
+LCB_DATASET = "agentica-org/DeepCoder-Preview-Dataset:lcbv5"
 
 
 def make_backend(cfg: EvalConfig) -> Any:
@@ -50,7 +51,11 @@ def make_backend(cfg: EvalConfig) -> Any:
 
 
 def load_datasets(cfg: EvalConfig) -> dict[str, list[Problem]]:
-    """Load every ``--dataset`` (``lcb`` = ``livecodebench/code_generation_lite``).
+    """Load every ``--dataset``.
+
+    ``lcb`` is the paper's LiveCodeBench set: the ``lcbv5`` test split of
+    ``agentica-org/DeepCoder-Preview-Dataset`` (what the official ``test_livecodebench``
+    holds); offline, pass its files with ``data_files``.
 
     Raises:
         EvalError: an unknown dataset or a dataset with no problems.
@@ -58,12 +63,15 @@ def load_datasets(cfg: EvalConfig) -> dict[str, list[Problem]]:
     from er_env.data.loaders import DatasetNotFound, load_problems
 
     out = {}
+    files = [f.strip() for f in cfg.data_files.split(",")] if cfg.data_files else None
     for name in cfg.datasets:
-        target = "livecodebench/code_generation_lite" if name == "lcb" else name
+        target, split = name, cfg.split
+        if name == "lcb":
+            target, split = LCB_DATASET, split or "test"
         try:
-            problems = load_problems(target, limit=cfg.limit, data_files=cfg.data_files)
+            problems = load_problems(target, limit=cfg.limit, data_files=files, split=split)
         except DatasetNotFound as exc:
-            raise EvalError(f"{exc} (er eval also accepts 'lcb' for LiveCodeBench.)") from None
+            raise EvalError(f"{exc} (er eval also accepts 'lcb' for the paper's LiveCodeBench set.)") from None
         if not problems:
             raise EvalError(f"Dataset {name!r} has no problems (limit={cfg.limit!r}).")
         out[name] = problems
@@ -78,10 +86,8 @@ def _trim(details: Any) -> Any:
 
 def _row(cfg: EvalConfig, dataset: str, key: str, settings: dict, problem: Problem, k: int, prompt_ids: list[int],
          gen: Generation, text: str, result: Any, wall_s: float, group: int) -> dict[str, Any]:
-    from er_env.rollout import _jsonable
-
     reward = None if result.is_error else float(result.reward)
-    return _jsonable({
+    return plain({
         "key": key, "settings": settings, "dataset": dataset, "problem_id": problem.id, "sample_index": k,
         "task": problem.task, "method": settings["method"], "think_budget_tokens": settings["think_budget_tokens"],
         "solution_budget_tokens": settings["solution_budget_tokens"], "model": cfg.model, "backend": cfg.backend,
@@ -181,12 +187,10 @@ class _Job:
         if not todo:
             return 0
         results = self.router([by_id[r["problem_id"]] for r in todo], [r["completion_text"] for r in todo])
-        from er_env.rollout import _jsonable
-
         new = []
         for r, res in zip(todo, results, strict=True):
             reward = None if res.is_error else float(res.reward)
-            new.append(_jsonable({**r, "verdict": res.verdict, "reward": reward, "is_error": bool(res.is_error),
+            new.append(plain({**r, "verdict": res.verdict, "reward": reward, "is_error": bool(res.is_error),
                                   "correct": None if res.is_error else reward >= 0.999,
                                   "reward_details": _trim(dict(res.details)), "regraded": True}))
         store.append(new)

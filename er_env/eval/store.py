@@ -11,15 +11,29 @@ grader error).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from er_env.eval.config import EvalError
 
-__all__ = ["SAMPLES_FILE", "SampleStore"]
+__all__ = ["SAMPLES_FILE", "SampleStore", "plain"]
 
 SAMPLES_FILE = "samples.jsonl"
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` (non-finite floats -> ``None``, tuples -> lists, others -> ``str``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return str(value)
 
 
 class SampleStore:

@@ -22,12 +22,14 @@ class HashSampler(Backend):
     """Budgeted generation from a hash-based sampler (see module docstring)."""
 
     def __init__(self, think_end: Sequence[int] = (9,), context_length: int | None = None,
-                 p_eos: float = 0.03, p_end: float = 0.05) -> None:
+                 p_eos: float = 0.03, p_end: float = 0.05, seed: int = 123) -> None:
         self.special = SpecialTokens(think_end=tuple(think_end), eos=frozenset({EOS}), think_start=(7,))
         self.context_length = context_length
         self.p_eos, self.p_end = p_eos, p_end
+        self.seed = seed  # the sampler's own: a call's SamplingConfig.seed is recorded, not used
         self.calls = 0
         self.sampled = 0
+        self.seeds: list[int | None] = []
 
     def _next(self, seed: int, prefix: Sequence[int]) -> int:
         digest = hashlib.sha256(f"{seed}|{','.join(map(str, prefix))}".encode()).digest()
@@ -42,7 +44,8 @@ class HashSampler(Backend):
         return 3 + int(u * 1e6) % 4
 
     def generate(self, prompts, budget: Budget, sampling: SamplingConfig | None = None) -> list[BudgetedCompletion]:
-        seed = (sampling.seed if sampling is not None and sampling.seed is not None else 0)
+        seed = self.seed
+        self.seeds.append(None if sampling is None else sampling.seed)
         self.calls += 1
         out = []
         for prompt in prompts:

@@ -77,6 +77,19 @@ def test_nested_cost_matches_engine_count():
     assert backend.sampled == 10 * ((8 + 16 + 24 + 32) + 4 * 8)  # nested: 64 vs 112 per sample, 43% fewer
 
 
+@pytest.mark.parametrize("method", ["elastic", "s1"])
+def test_every_solution_call_is_freshly_seeded(method):
+    """A seeded solution call must not replay the thinking call's random stream."""
+    backend = HashSampler()
+    get_method(method).generate(backend, [[[1, 5, 7]]] * 3, [Budget(4, 3), Budget(8, 3), Budget(12, 3)],
+                                SamplingConfig(temperature=0.6, seed=5), nested=True)
+    assert backend.seeds[0] == 5 and len(backend.seeds) == 2 and len(set(backend.seeds)) == 2
+    backend.seeds.clear()
+    get_method(method).generate(backend, [[[1, 5, 7]]] * 3, [Budget(4, 3), Budget(8, 3), Budget(12, 3)],
+                                SamplingConfig(temperature=0.6, seed=None), nested=True)
+    assert set(backend.seeds) == {None}
+
+
 def test_nested_solution_is_fresh_not_reused():
     """Each budget's solution continues ITS cut, so it differs from the largest budget's solution."""
     backend = HashSampler(p_eos=0.0, p_end=0.0)
