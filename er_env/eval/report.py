@@ -121,6 +121,9 @@ def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path) -> list[
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
             for c, xi, yi in zip(cs, x, y, strict=True):
                 ax.annotate(c["budget"], (xi, yi), fontsize=7, textcoords="offset points", xytext=(3, 3))
+        tops = [100 * c["summary"].ci_high for c in cell_list if str(c["dataset"]) == ds
+                and not math.isnan(c["summary"].ci_high)]
+        ax.set_ylim(0, min(100.0, max([5.0, *tops]) * 1.1))
         ax.set_xlabel("mean sampled tokens per sample")
         ax.set_ylabel("pass@1 (%)")
         ax.set_title(ds)
