@@ -64,6 +64,20 @@ def test_fixed_seed_sampler_nested_equals_independent(method, think_end, context
     assert cost_n < cost_i
 
 
+@pytest.mark.parametrize("method", ["elastic", "s1"])
+def test_eos_in_thinking_end_nests_too(method):
+    """With Budget(eos_in_thinking="end") an EOS while thinking ends the sample, in both modes."""
+    backend = HashSampler(p_eos=0.08)
+    budgets = [Budget(t, 5, eos_in_thinking="end") for t in (4, 10, 20)]
+    prompts = [[1, 5, k, 7] for k in range(30)]
+    sampling = SamplingConfig(seed=0)
+    nested = get_method(method).generate(backend, [prompts] * 3, budgets, sampling, nested=True)
+    _same(nested, get_method(method).generate(backend, [prompts] * 3, budgets, sampling, nested=False))
+    ended = [g for row in nested for g in row if g.think_finish_reason == "eos"]
+    assert ended and all(g.solution_tokens == 0 and g.completion_ids[-1] == 2 and g.finish_reason == "eos"
+                         for g in ended)
+
+
 def test_nested_cost_matches_engine_count():
     backend = HashSampler(p_eos=0.0, p_end=0.0)  # never stops early: every budget is used in full
     prompts = [[1, 5, k, 7] for k in range(10)]
