@@ -14,7 +14,9 @@
   ``problems_ungraded``.
 - **Tokens**: means over all samples of the thinking, solution and total tokens the
   policy sampled (forced tokens excluded); ``share_cut`` is the share of samples
-  whose thinking was cut by the budget (``</think>`` forced).
+  whose thinking was cut by the budget (the record's ``cut``: ``</think>`` forced, or,
+  for one-pass methods, the cap reached before the thinking closed; records without
+  ``cut`` use ``thinking_truncated``).
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def summarize(samples: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1,)) ->
 
     Args:
         samples: records with ``problem_id``, ``is_error``, ``correct``,
-            ``thinking_tokens``, ``solution_tokens`` and ``thinking_truncated``.
+            ``thinking_tokens``, ``solution_tokens`` and ``cut`` (or ``thinking_truncated``).
         ks: the k values of pass@k.
 
     Returns:
@@ -173,5 +175,5 @@ def summarize(samples: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1,)) ->
         pass_at_k=at_k, pass_at_k_problems=at_k_n, grader_errors=errors,
         problems_ungraded=len(per_problem) - len(graded), mean_thinking_tokens=_mean(think),
         mean_solution_tokens=_mean(sol), mean_total_tokens=_mean([a + b for a, b in zip(think, sol, strict=True)]),
-        share_cut=_mean([1.0 if r.get("thinking_truncated") else 0.0 for r in rows]),
+        share_cut=_mean([1.0 if r.get("cut", r.get("thinking_truncated")) else 0.0 for r in rows]),
     )

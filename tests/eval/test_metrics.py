@@ -55,6 +55,10 @@ def test_summary_tokens_cut_and_ci():
     assert s.share_cut == pytest.approx(1 / 3)
     assert s.ci_low < s.pass_at_1 < s.ci_high
     assert s.pass_at_k_problems[3] == 30
+    one_pass = _rows({"a": [0, 0]})
+    for r in one_pass:
+        r["cut"] = True  # a one-pass method whose cap hit before </think>: cut, though nothing was forced
+    assert summarize(one_pass).share_cut == 1.0
     again = summarize(_rows({f"p{i}": [i % 2, 1, 0] for i in range(30)}))
     assert (again.ci_low, again.ci_high) == (s.ci_low, s.ci_high)
 
