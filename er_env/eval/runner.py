@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from typing import Any, Callable
 
 from er_env.budget import Budget

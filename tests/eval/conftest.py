@@ -56,9 +56,8 @@ def eval_vllm_llm(tmp_path_factory):
     require(importlib.util.find_spec("vllm") is not None, "vLLM is not installed in this venv (needs .venv-vllm)")
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from er_tools.tiny_model import build_tiny_model
-
     from er_env.backends.vllm import VLLMBackend
+    from er_tools.tiny_model import build_tiny_model
 
     path = build_tiny_model(tmp_path_factory.mktemp("tiny-vllm-eval"), num_attention_heads=2, num_key_value_heads=1)
     backend = VLLMBackend(str(path), use_native_thinking_budget=True, dtype="float32", max_model_len=512,

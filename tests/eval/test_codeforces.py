@@ -9,8 +9,15 @@ import math
 import httpx
 import pytest
 
-from er_env.eval.codeforces import (contest_rating, fetch_snapshot, load_snapshot, rate, shipped_problem_ids,
-                                    shipped_ratings, sorted_ratings)
+from er_env.eval.codeforces import (
+    contest_rating,
+    fetch_snapshot,
+    load_snapshot,
+    rate,
+    shipped_problem_ids,
+    shipped_ratings,
+    sorted_ratings,
+)
 from er_env.eval.config import EvalError
 from tests.eval.cf_snapshots import build_suite, write_contest
 

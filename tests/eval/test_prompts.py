@@ -52,3 +52,28 @@ def test_prompt_errors():
         eval_prompt(p, _Tok(), "lbc")
     with pytest.raises(TemplateError, match="for code problems"):
         eval_prompt(p, _Tok(), "lcb")
+
+
+def test_lcb_alias_reads_deepcoder_lcbv5_files_offline(tmp_path):
+    """``--dataset lcb --data-files F``: DeepCoder's lcbv5 rows, rendered with the official LCB prompt."""
+    import json
+
+    from er_env.eval.config import EvalConfig
+    from er_env.eval.runner import load_datasets
+
+    rows = [
+        {"problem": "Add one to n.", "starter_code": "class Solution:\n    def f(self, n: int) -> int:\n        ",
+         "tests": json.dumps([{"input": "1", "output": "2", "testtype": "functional"}]),
+         "metadata": json.dumps({"func_name": "f"})},
+        {"problem": "Read n and print n + 1.", "tests": json.dumps([{"input": "1\n", "output": "2\n",
+                                                                      "testtype": "stdin"}]), "metadata": "{}"},
+    ]
+    path = tmp_path / "lcbv5_test.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = EvalConfig(model="m", dataset="lcb", data_files=str(path), out=str(tmp_path / "o"))
+    problems = load_datasets(cfg)["lcb"]
+    assert [p.task for p in problems] == ["code", "code"]
+    assert problems[0].tests["kind"] == "call" and problems[1].tests["kind"] == "stdio"
+    with_starter, without = (_user(eval_prompt(p, _Tok())[0]) for p in problems)
+    assert LCB_FORMAT_WITH_STARTER in with_starter and "class Solution" in with_starter
+    assert LCB_FORMAT_WITHOUT_STARTER in without
