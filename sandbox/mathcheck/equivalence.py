@@ -278,7 +278,9 @@ def judge(gold_values: Sequence[str], require: str, answer: str, answer_parts: S
 
     """
     try:
-        out = _judge_answer(gold_values, require, answer, answer_parts, cfg) if answer else None
+        # an empty answer is the fallback's "no box at all"; anything else is judged as given
+        direct = not (answer == "" and fallback_text is not None)
+        out = _judge_answer(gold_values, require, answer, answer_parts, cfg) if direct else None
         if fallback_text is not None and (out is None or out["status"] == "wrong"):
             expr = final_expression(fallback_text)
             if expr is not None and expr != answer:
