@@ -1,4 +1,4 @@
-"""In-process harness: runs one user Python program the way ``python3 main.py`` would.
+r"""In-process harness: runs one user Python program the way ``python3 main.py`` would.
 
 Stdlib only and importable on its own: :mod:`sandbox.runner.job` calls :func:`run_harness`
 inside the forked, privilege-dropped test child (the fast "fork" path) or execs
@@ -18,7 +18,7 @@ Three kinds of program (``cfg["kind"]``):
   the optional extra prelude, the source, then ``test_code``, all in one ``__main__``
   namespace. The record says whether the test code ran to the end.
 
-Result record: for ``call``/``assert`` the harness writes ``<nonce>\\n<json>`` to the record
+Result record: for ``call``/``assert`` the harness writes ``<nonce>\n<json>`` to the record
 fd (truncating it first) as its very last act, then ``os._exit``. A program that prints
 "passed" or exits early never produces a record with the nonce, so it cannot fake a pass.
 The nonce reaches the harness through memory/a pipe the program does not own; a program
@@ -295,6 +295,7 @@ def _shutdown(session: bool = False) -> None:
     Args:
         session: the process goes on to the next test of a shared-process session, so
             threads are joined without marking the interpreter's main thread as finished.
+
     """
     threading = sys.modules.get("threading")
     if threading is not None and not session:
@@ -331,6 +332,7 @@ def run_harness(cfg: dict, record_fd: int | None, session: bool = False) -> int:
 
     Returns:
         The exit status the interpreter would have used (0 on success).
+
     """
     if session:
         sys.setrecursionlimit(_DEFAULT_RECURSION_LIMIT)

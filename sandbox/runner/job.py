@@ -307,6 +307,7 @@ def run_job(job: dict) -> dict:
     Returns:
         The RunOutcome dict. Never raises for program failures; a malformed job or a
         runner failure gives ``status="error"`` with the reason.
+
     """
     outcome = {"protocol": PROTOCOL_VERSION, "status": "ok", "error": None, "compile": None,
                "tests": [], "stopped_early": False, "runner": _runner_info(job)}
@@ -386,6 +387,7 @@ def serve(stdin=None, stdout=None) -> None:
     Args:
         stdin: binary input stream (default ``sys.stdin.buffer``).
         stdout: binary output stream (default ``sys.stdout.buffer``).
+
     """
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer

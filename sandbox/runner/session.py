@@ -303,7 +303,8 @@ def session_child_main(req: execution.Request, sock_fd: int, err_w: int) -> None
         os.closerange(max(sock_fd, err_w) + 1, 1 << 20)
         limits = dict(req.limits)
         hard_cpu = (math.ceil(limits["cpu_time_limit_s"]) + 1) * _MAX_TESTS_PER_SESSION
-        execution.child_setup(req, execution.rlimit_plan({**limits, "cpu_time_limit_s": hard_cpu - 1}, execution.drops_uid(req)))
+        plan = execution.rlimit_plan({**limits, "cpu_time_limit_s": hard_cpu - 1}, execution.drops_uid(req))
+        execution.child_setup(req, plan)
         os.close(err_w)
     except BaseException as exc:  # noqa: BLE001 - setup failure: report and die
         try:

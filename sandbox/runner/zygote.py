@@ -137,6 +137,7 @@ def _wait_deadline(pid: int, deadline_s: float):
 
     Returns:
         ``(status, rusage, killed)``.
+
     """
     killed = False
     try:
@@ -266,6 +267,7 @@ def execute(req: Request) -> dict:
 
     Returns:
         The TestRun fields (see :mod:`sandbox.runner.job`) except ``index``/``matched``.
+
     """
     with _ZYGOTE_LOCK:
         return _execute_via_zygote(req)
@@ -341,6 +343,7 @@ def _dispatch(req: Request, session):
 
     Returns:
         ``(result, session)``: the TestRun fields and the session still open (or None).
+
     """
     shared = (req.session_key and req.harness_cfg is not None and req.argv is None and not req.use_pid_namespace
               and _session.available())  # else: one fresh child per test, as without share_process
