@@ -134,8 +134,8 @@ def child_setup(req: Request, plan: tuple) -> None:
         resource.setrlimit(which, pair)
     if drop:
         os.setgroups([])
-        os.setgid(req.gid)
-        os.setuid(req.uid)
+        os.setgid(req.gid)  # type: ignore[arg-type]  # the runner always sets gid with uid
+        os.setuid(req.uid)  # type: ignore[arg-type]  # drops_uid: not None
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for sig in _DEFAULT_SIGNALS:
         _signal.signal(sig, 0)  # SIG_DFL; the C function skips signal.signal's enum conversions
@@ -174,7 +174,7 @@ def kill_descendants() -> bool:
     """
     found = False
     for _ in range(20):
-        pids = set()
+        pids: set[int] = set()
         for tid in os.listdir("/proc/self/task"):
             try:
                 with open(f"/proc/self/task/{tid}/children") as f:

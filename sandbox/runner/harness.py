@@ -41,6 +41,7 @@ import json
 import os
 import sys
 import traceback
+import types
 
 __all__ = ["run_harness", "LCB_IMPORT_PRELUDE", "LEETCODE_PRELUDE", "preload"]
 
@@ -148,7 +149,7 @@ PRELOAD_MODULES = (
 
 # Compiled preludes, filled by preload() in the zygote so forked children do not recompile
 # them per test (compiling LEETCODE_PRELUDE alone costs ~0.6 ms plus copy-on-write faults).
-_PRELUDE_CODE: dict[str, object] = {}
+_PRELUDE_CODE: dict[str, types.CodeType] = {}
 # The globals each prelude leaves (executed once in the zygote as ``__main__``): a forked child
 # copies them into its fresh namespace instead of re-running ~40 import statements.
 _PRELUDE_GLOBALS: dict[str, dict] = {}
@@ -183,9 +184,10 @@ def preload() -> None:
 
 def _fresh_stdio() -> None:
     """Give the program the standard streams a fresh interpreter would have on fds 0/1/2."""
-    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
+    # the __std*__ names are Final in typeshed; a fresh interpreter has them on these fds, so set them too
+    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", closefd=False)  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",  # type: ignore[misc]
                                        closefd=False, buffering=1)
 
 
@@ -209,7 +211,7 @@ def _new_main(name: str, filename: str) -> dict:
 
     module = types.ModuleType(name)
     module.__file__ = filename
-    module.__builtins__ = builtins
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules[name] = module
     return module.__dict__
 

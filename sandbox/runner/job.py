@@ -121,6 +121,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from sandbox.core.jobs import COMPILE_LIMITS as _COMPILE_LIMITS
 from sandbox.core.jobs import DEFAULT_LIMITS as _DEFAULT_LIMITS
@@ -309,7 +310,7 @@ def run_job(job: dict) -> dict:
         runner failure gives ``status="error"`` with the reason.
 
     """
-    outcome = {"protocol": PROTOCOL_VERSION, "status": "ok", "error": None, "compile": None,
+    outcome: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "status": "ok", "error": None, "compile": None,
                "tests": [], "stopped_early": False, "runner": _runner_info(job)}
     try:
         job = _validate(job)
