@@ -143,8 +143,10 @@ def math_rows(n_items: int, workers: int, batch: int) -> list[dict]:
         local_verdicts = checker.check_batch(todo)
         rows.append({"mode": "in-process MathChecker", "n": n_items, "wall": time.perf_counter() - start})
         rows.append({"mode": "in-process, one check per call", **single(lambda: checker.check_answer("1/2", "0.5"))})
-    if [v.status for v in http_verdicts] != [v.status for v in local_verdicts]:
-        raise RuntimeError("HTTP and in-process math verdicts differ")
+    diff = [(i, h.status.name, c.status.name, h.reason or c.reason) for i, (h, c) in
+            enumerate(zip(http_verdicts, local_verdicts, strict=True)) if h.status != c.status]
+    if diff:
+        raise RuntimeError(f"HTTP and in-process math verdicts differ for {len(diff)} item(s): {diff[:5]}")
     return rows
 
 

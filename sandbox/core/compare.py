@@ -1,13 +1,13 @@
-"""Output comparison modes (stdlib only): ``lcb`` and ``lenient``.
+r"""Output comparison modes (stdlib only): ``lcb`` and ``lenient``.
 
 ``lcb`` reproduces LiveCodeBench's stdio grader (``lcb_runner/evaluation/testing_util.py``,
-``grade_stdio``): strip the whole output, split on ``"\\n"``, strip each line; the line
+``grade_stdio``): strip the whole output, split on ``"\n"``, strip each line; the line
 counts must be equal; each line must be equal as a string, or else both lines must parse
 as whitespace-separated ``Decimal`` tokens and the token lists must be equal (so ``1.0``
 equals ``1`` and ``1.50`` equals ``1.5``, but ``0.3333333`` does not equal ``0.33333333``;
 a line that does not parse fails).
 
-``lenient`` accepts everything ``lcb`` accepts, and also: ``"\\r\\n"`` line ends; blank
+``lenient`` accepts everything ``lcb`` accepts, and also: ``"\r\n"`` line ends; blank
 lines anywhere (they are dropped); runs of spaces/tabs inside a line; tokens equal
 case-insensitively when both are yes/no words (``YES`` = ``Yes`` = ``yes``); numeric
 tokens within ``abs_tol``/``rel_tol`` (default 1e-6, Codeforces-style float checking),
@@ -60,7 +60,7 @@ def lcb_equal(got: str, expected: str) -> CompareResult:
     if n_got != n_exp:  # decided without splitting (a flood of lines costs one count)
         return CompareResult(False, f"line count {n_got} != expected {n_exp}")
     got_lines, exp_lines = _lcb_lines(got), _lcb_lines(expected)
-    for i, (g, e) in enumerate(zip(got_lines, exp_lines)):
+    for i, (g, e) in enumerate(zip(got_lines, exp_lines, strict=True)):
         if g == e:
             continue
         gd, ed = _decimals(g), _decimals(e)
@@ -98,10 +98,10 @@ def lenient_equal(got: str, expected: str, abs_tol: float = 1e-6, rel_tol: float
     exp_lines = [line.split() for line in expected.replace("\r\n", "\n").split("\n") if line.strip()]
     if len(got_lines) != len(exp_lines):
         return CompareResult(False, f"non-blank line count {len(got_lines)} != expected {len(exp_lines)}")
-    for i, (g, e) in enumerate(zip(got_lines, exp_lines)):
+    for i, (g, e) in enumerate(zip(got_lines, exp_lines, strict=True)):
         if len(g) != len(e):
             return CompareResult(False, f"line {i + 1}: {len(g)} tokens != expected {len(e)}")
-        for gt, et in zip(g, e):
+        for gt, et in zip(g, e, strict=True):
             if not _token_equal(gt, et, abs_tol, rel_tol):
                 return CompareResult(False, f"line {i + 1}: token {_trunc(gt)!r} != {_trunc(et)!r}")
     return CompareResult(True)
@@ -120,6 +120,7 @@ def compare_output(got: str, expected: str, mode: str = "lcb") -> CompareResult:
 
     Raises:
         ValueError: unknown mode.
+
     """
     if mode == "lcb":
         return lcb_equal(got, expected)
@@ -134,7 +135,7 @@ def _close(a, b, abs_tol: float, rel_tol: float) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b or math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y, abs_tol, rel_tol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_close(x, y, abs_tol, rel_tol) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k], abs_tol, rel_tol) for k in a)
     return a == b
@@ -153,6 +154,7 @@ def compare_call(record: dict | None, expected: str, mode: str = "lcb") -> Compa
 
     Raises:
         ValueError: ``expected`` is not JSON (a spec error, not a wrong answer), or unknown mode.
+
     """
     if mode not in COMPARE_MODES:
         raise ValueError(f"compare mode {mode!r} unknown; use one of {COMPARE_MODES}")

@@ -31,7 +31,7 @@ def solution_phase(completion: str, think_end: str = THINK_END) -> str | None:
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:
-    blocks = []
+    blocks: list[tuple[str, str]] = []
     pos = 0
     while True:
         start = _OPEN.search(text, pos)
@@ -49,7 +49,7 @@ def _blocks(text: str) -> list[tuple[str, str]]:
 
 
 def extract_code(completion: str, require_think_end: bool = True, think_end: str = THINK_END) -> str | None:
-    """The last fenced code block of the solution phase.
+    r"""The last fenced code block of the solution phase.
 
     Args:
         completion: the full model completion (thinking, ``</think>``, solution).
@@ -61,8 +61,9 @@ def extract_code(completion: str, require_think_end: bool = True, think_end: str
         The code (with a trailing newline), or None when there is none.
 
     Example:
-        >>> extract_code("plan</think>Here:\\n```python\\nprint(1)\\n```\\n")
-        'print(1)\\n'
+        >>> extract_code("plan</think>Here:\n```python\nprint(1)\n```\n")
+        'print(1)\n'
+
     """
     text = solution_phase(completion, think_end)
     if text is None:

@@ -11,6 +11,7 @@ Example:
     >>> judge.judge(Submission(code="print(int(input())*2)",
     ...     spec={"kind": "stdio", "cases": [{"input": "2", "output": "4"}]})).verdict  # doctest: +SKIP
     <Verdict.AC: 1>
+
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class Judge:
     Args:
         config: the :class:`JudgeConfig`.
         backend: the isolation backend (see :func:`sandbox.isolation.get_backend`).
+
     """
 
     def __init__(self, config: JudgeConfig | None = None, backend: IsolationBackend | None = None) -> None:
@@ -158,7 +160,7 @@ class Judge:
     def _prepare(self, sub: Submission) -> tuple[TestSpec, str | None]:
         spec = TestSpec.from_dict(sub.spec) if not isinstance(sub.spec, TestSpec) else sub.spec
         code = sub.code if sub.code is not None else extract_code(
-            sub.completion, require_think_end=self.config.require_think_end)
+            sub.completion or "", require_think_end=self.config.require_think_end)
         return spec, code
 
     # ------------------------------------------------------------ judging
@@ -173,6 +175,7 @@ class Judge:
 
         Raises:
             SpecError: the spec is malformed (a caller error, not a verdict).
+
         """
         spec, code = self._prepare(submission)
         if code is None:
@@ -211,6 +214,7 @@ class Judge:
 
         Returns:
             The judge result.
+
         """
         total = spec.num_tests
         meta = dict(outcome.runner, backend=self.backend.name)

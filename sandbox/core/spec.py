@@ -1,10 +1,11 @@
-"""Test specs: one normalised schema for stdio, call-based and assert-style tests (stdlib only).
+r"""Test specs: one normalised schema for stdio, call-based and assert-style tests (stdlib only).
 
 Wire form (plain JSON dict, what dataset loaders emit)::
 
-    {"kind": "stdio", "cases": [{"input": "...", "output": "..."}], "time_limit_s": 2.0|null, "memory_limit_mb": 256|null}
+    {"kind": "stdio", "cases": [{"input": "...", "output": "..."}],
+     "time_limit_s": 2.0|null, "memory_limit_mb": 256|null}
     {"kind": "call", "fn_name": "maxSum", "cases": [{"input": "<one JSON value per line>", "output": "<JSON>"}], ...}
-    {"kind": "assert", "test_code": "def check(candidate): ...\\n\\ncheck(Solution().f)", "prelude": null|"...", ...}
+    {"kind": "assert", "test_code": "def check(candidate): ...\n\ncheck(Solution().f)", "prelude": null|"...", ...}
 
 ``null`` limits mean the judge's defaults. Codeforces statements' ``Time Limit: N ms`` /
 ``Memory Limit: M MB`` lines are parsed by :func:`limits_from_statement`.
@@ -48,6 +49,7 @@ class TestSpec:
         prelude: extra code run before the program (assert), on top of the standard prelude.
         time_limit_s: per-test CPU time limit, or None for the judge default.
         memory_limit_mb: memory limit in MB, or None for the judge default.
+
     """
 
     __test__ = False  # not a pytest class
@@ -80,6 +82,7 @@ class TestSpec:
 
         Raises:
             SpecError: malformed spec; the message quotes the bad value.
+
         """
         if isinstance(data, TestSpec):
             return data
@@ -160,7 +163,7 @@ def _check_json_lines(i: int, case: dict) -> None:
 
 
 def limits_from_statement(text: str) -> tuple[float | None, float | None]:
-    """Parse ``Time Limit: N ms`` / ``Memory Limit: M MB`` lines of a problem statement.
+    r"""Parse ``Time Limit: N ms`` / ``Memory Limit: M MB`` lines of a problem statement.
 
     Args:
         text: the statement.
@@ -169,8 +172,9 @@ def limits_from_statement(text: str) -> tuple[float | None, float | None]:
         ``(time_limit_s, memory_limit_mb)``; each None when absent.
 
     Example:
-        >>> limits_from_statement("...\\nTime Limit: 1000 ms\\nMemory Limit: 256 MB\\n")
+        >>> limits_from_statement("...\nTime Limit: 1000 ms\nMemory Limit: 256 MB\n")
         (1.0, 256.0)
+
     """
     time_s = memory_mb = None
     match = _TIME_RE.search(text or "")

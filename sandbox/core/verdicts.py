@@ -56,6 +56,7 @@ class Verdict(enum.IntEnum):
 
         Raises:
             ValueError: unknown verdict, quoting it.
+
         """
         if isinstance(value, Verdict):
             return value
@@ -80,6 +81,7 @@ class TestResult:
         stdout / stderr: truncated to ``JudgeConfig.snippet_bytes``.
         expected / got: truncated expected and actual output or return value.
         message: why the test failed (comparison detail, exception), or "".
+
     """
 
     __test__ = False  # not a pytest class
@@ -121,6 +123,7 @@ class JudgeResult:
         error: internal error detail (INTERNAL_ERROR), else "".
         code: the program judged (extracted from the completion when given one), or None.
         meta: runner facts (pid namespace, uid, python mode, backend).
+
     """
 
     verdict: Verdict

@@ -80,7 +80,8 @@ def closure(root: str, entries: tuple[str, ...] = ENTRY_MODULES) -> list[str]:
         if path is None:
             if name in entries:
                 raise FileNotFoundError(f"entry module {name!r} not found under {root}")
-            continue  # "from sandbox.runner import harness" also lists "sandbox.runner.harness"; names that are not modules end here
+            # "from sandbox.runner import harness" also lists "sandbox.runner.harness"; non-modules end here
+            continue
         parts = name.split(".")
         for i in range(1, len(parts)):  # parent packages run their __init__ on import
             init = _module_path(root, ".".join(parts[:i]))

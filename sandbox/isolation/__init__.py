@@ -36,6 +36,7 @@ def get_backend(name: str, **kwargs) -> IsolationBackend:
 
     Raises:
         ValueError: unknown name.
+
     """
     target = BACKENDS.get(name, name)
     if ":" not in target:

@@ -32,6 +32,7 @@ class IsolationBackend(abc.ABC):
 
     Attributes:
         name: the registry name (``"process"``, ``"docker"``, ``"socket"``).
+
     """
 
     name: str = "abstract"
@@ -48,13 +49,14 @@ class IsolationBackend(abc.ABC):
 
         Raises:
             SandboxError: the boundary failed (never for user-program failures).
+
         """
 
     def health(self) -> dict[str, Any]:
         """A JSON-able health report (``{"backend": name, "ok": bool, ...}``)."""
         return {"backend": self.name, "ok": True}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend without workers has nothing to release
         """Release workers/containers. Idempotent."""
 
     def __enter__(self) -> "IsolationBackend":

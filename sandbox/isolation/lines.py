@@ -12,16 +12,17 @@ __all__ = ["LineBuffer"]
 
 
 class LineBuffer:
-    """Bytes in (:meth:`feed`), complete lines out (:meth:`pop_line`), each byte scanned once.
+    r"""Bytes in (:meth:`feed`), complete lines out (:meth:`pop_line`), each byte scanned once.
 
     Example:
         >>> buf = LineBuffer()
-        >>> buf.feed(b'{"a": 1}\\n{"b"')
+        >>> buf.feed(b'{"a": 1}\n{"b"')
         >>> buf.pop_line(), buf.pop_line()
         (b'{"a": 1}', None)
-        >>> buf.feed(b': 2}\\n')
+        >>> buf.feed(b': 2}\n')
         >>> buf.pop_line()
         b'{"b": 2}'
+
     """
 
     def __init__(self) -> None:
@@ -31,12 +32,12 @@ class LineBuffer:
     def __len__(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Append ``data`` (amortised O(len(data)))."""
         self._buf += data
 
     def pop_line(self) -> bytes | None:
-        """The next complete line without its ``\\n``, or None while the line is incomplete."""
+        r"""The next complete line without its ``\n``, or None while the line is incomplete."""
         end = self._buf.find(b"\n", self._scanned)
         if end < 0:
             self._scanned = len(self._buf)

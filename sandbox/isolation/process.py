@@ -146,6 +146,7 @@ def _claim_uid_range(workers: int) -> tuple[int, int]:
 
     Raises:
         BackendUnavailable: ``workers`` exceeds a range, or every range is taken.
+
     """
     import fcntl
     import random
@@ -181,9 +182,11 @@ class _Worker:
         return self.proc.poll() is None
 
     def request(self, job: dict, deadline_s: float) -> dict:
-        self.proc.stdin.write(json.dumps(job).encode() + b"\n")
-        self.proc.stdin.flush()
-        fd = self.proc.stdout.fileno()
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
+        stdin.write(json.dumps(job).encode() + b"\n")
+        stdin.flush()
+        fd = stdout.fileno()
         end = time.monotonic() + deadline_s
         line = self._buf.pop_line()
         while line is None:
@@ -213,6 +216,7 @@ class ProcessBackend(IsolationBackend):
 
     Args:
         config: a :class:`ProcessBackendConfig`; keyword arguments override its fields.
+
     """
 
     name = "process"
@@ -234,9 +238,10 @@ class ProcessBackend(IsolationBackend):
         self.jobs_run = 0
         self._uid_lock: int | None = None
         if self.config.base_uid is None:
-            base_uid, self._uid_lock = _claim_uid_range(self.config.workers)
-            self.config = ProcessBackendConfig(**{**self.config.__dict__, "base_uid": base_uid})
-        base_uid = self.config.base_uid
+            claimed, self._uid_lock = _claim_uid_range(self.config.workers)
+            self.config = ProcessBackendConfig(**{**self.config.__dict__, "base_uid": claimed})
+        base_uid: int = self.config.base_uid if self.config.base_uid is not None else 0
+        self.base_uid = base_uid
         self._pool: WorkerPool[_Worker] = WorkerPool(
             self.config.workers, lambda slot: _Worker(self._argv, base_uid + slot, self._pythonpath),
             _Worker.kill, alive=_Worker.alive, closed_error=lambda: SandboxError("ProcessBackend is closed"))
@@ -270,7 +275,7 @@ class ProcessBackend(IsolationBackend):
                 "private_tmp": self.private_tmp, "tmp_size_mb": self.config.tmp_size_mb if self.private_tmp else None,
                 "uid_drop": os.geteuid() == 0,
                 "stdlib_readable_by_sandbox_uid": _stdlib_readable(),
-                "sandbox_uids": [self.config.base_uid, self.config.base_uid + self.config.workers - 1],
+                "sandbox_uids": [self.base_uid, self.base_uid + self.config.workers - 1],
                 "jobs_run": self.jobs_run, "worker_restarts": self.worker_restarts}
 
     def close(self) -> None:

@@ -79,7 +79,7 @@ class SocketBackend(IsolationBackend):
         self._known: list[str] = []
         self._scanned_at = 0.0
         self._rr = 0
-        self.stats = {"jobs": 0, "retried": 0, "hangups": 0, "last_error": None}
+        self.stats: dict[str, Any] = {"jobs": 0, "retried": 0, "hangups": 0, "last_error": None}
 
     # ------------------------------------------------------------------ discovery
 

@@ -30,7 +30,8 @@ def hidden_by_private_tmp(path: str | os.PathLike[str]) -> bool:
 
 
 def _worker_files():
-    spec = importlib.util.spec_from_file_location("_er_worker_files", _REPO_ROOT / "sandbox" / "docker" / "worker_files.py")
+    path = _REPO_ROOT / "sandbox" / "docker" / "worker_files.py"
+    spec = importlib.util.spec_from_file_location("_er_worker_files", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
@@ -83,6 +84,7 @@ def runner_launch(private_tmp: bool) -> tuple[str, str]:
     Raises:
         OSError: the base interpreter itself lives under ``/tmp`` (then run with
             ``private_tmp=False``), or the stage directory cannot be written.
+
     """
     python = sys.executable
     if not private_tmp or not (hidden_by_private_tmp(python) or hidden_by_private_tmp(_REPO_ROOT)):

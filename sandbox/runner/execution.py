@@ -41,6 +41,7 @@ _libc = None
 
 
 def lib():
+    """The C library (``prctl``, ``unshare``), loaded once."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
@@ -108,10 +109,12 @@ def fcntl_high(fd: int) -> int:
 
 
 def devnull() -> int:
+    """A new read-write fd on ``/dev/null``."""
     return os.open(os.devnull, os.O_RDWR)
 
 
 def drops_uid(req: Request) -> bool:
+    """Whether the child will drop to the sandbox uid (only a root runner can)."""
     return req.uid is not None and os.geteuid() == 0
 
 
@@ -121,6 +124,7 @@ def child_setup(req: Request, plan: tuple) -> None:
     Args:
         req: the execution request.
         plan: :func:`rlimit_plan` of the limits to set.
+
     """
     libc = lib()
     libc.prctl(PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
@@ -130,8 +134,8 @@ def child_setup(req: Request, plan: tuple) -> None:
         resource.setrlimit(which, pair)
     if drop:
         os.setgroups([])
-        os.setgid(req.gid)
-        os.setuid(req.uid)
+        os.setgid(req.gid)  # type: ignore[arg-type]  # the runner always sets gid with uid
+        os.setuid(req.uid)  # type: ignore[arg-type]  # drops_uid: not None
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for sig in _DEFAULT_SIGNALS:
         _signal.signal(sig, 0)  # SIG_DFL; the C function skips signal.signal's enum conversions
@@ -144,13 +148,15 @@ def child_setup(req: Request, plan: tuple) -> None:
 # ---------------------------------------------------------------- executor side
 
 def open_io(req: Request, io_dir: str) -> dict:
+    """Open the test's stdin, stdout, stderr (and record/config) files; the fds by name."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     fds = {"stdin": os.open(req.stdin_path, os.O_RDONLY | os.O_CLOEXEC),
            "stdout": os.open(os.path.join(io_dir, "stdout"), flags, 0o600),
            "stderr": os.open(os.path.join(io_dir, "stderr"), flags, 0o600),
            "record": None, "cfg": None}
     if req.harness_cfg is not None:
-        fds["record"] = os.open(os.path.join(io_dir, "record"), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fds["record"] = os.open(os.path.join(io_dir, "record"), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                0o600)
         if req.argv is not None:
             path = os.path.join(io_dir, "cfg.json")
             with open(path, "w", encoding="utf-8") as f:
@@ -164,10 +170,11 @@ def kill_descendants() -> bool:
 
     Returns:
         Whether there was any child to kill.
+
     """
     found = False
     for _ in range(20):
-        pids = set()
+        pids: set[int] = set()
         for tid in os.listdir("/proc/self/task"):
             try:
                 with open(f"/proc/self/task/{tid}/children") as f:
@@ -325,6 +332,7 @@ def _classify(req: Request, rep: dict, killed: bool, out_bytes: int, stderr: str
 
 
 def read_result(req: Request, io_dir: str, rep: dict, killed: bool, nonce: str, outer_wall: float) -> dict:
+    """The TestRun fields of a finished execution: its files read back, its status classified."""
     limits = req.limits
     stdout, out_bytes, out_trunc = read_file(os.path.join(io_dir, "stdout"), int(limits["output_limit_bytes"]),
                                              keep_if_over=OLE_STDOUT_KEEP_BYTES)

@@ -1,4 +1,4 @@
-"""In-process harness: runs one user Python program the way ``python3 main.py`` would.
+r"""In-process harness: runs one user Python program the way ``python3 main.py`` would.
 
 Stdlib only and importable on its own: :mod:`sandbox.runner.job` calls :func:`run_harness`
 inside the forked, privilege-dropped test child (the fast "fork" path) or execs
@@ -18,7 +18,7 @@ Three kinds of program (``cfg["kind"]``):
   the optional extra prelude, the source, then ``test_code``, all in one ``__main__``
   namespace. The record says whether the test code ran to the end.
 
-Result record: for ``call``/``assert`` the harness writes ``<nonce>\\n<json>`` to the record
+Result record: for ``call``/``assert`` the harness writes ``<nonce>\n<json>`` to the record
 fd (truncating it first) as its very last act, then ``os._exit``. A program that prints
 "passed" or exits early never produces a record with the nonce, so it cannot fake a pass.
 The nonce reaches the harness through memory/a pipe the program does not own; a program
@@ -41,6 +41,7 @@ import json
 import os
 import sys
 import traceback
+import types
 
 __all__ = ["run_harness", "LCB_IMPORT_PRELUDE", "LEETCODE_PRELUDE", "preload"]
 
@@ -148,7 +149,7 @@ PRELOAD_MODULES = (
 
 # Compiled preludes, filled by preload() in the zygote so forked children do not recompile
 # them per test (compiling LEETCODE_PRELUDE alone costs ~0.6 ms plus copy-on-write faults).
-_PRELUDE_CODE: dict[str, object] = {}
+_PRELUDE_CODE: dict[str, types.CodeType] = {}
 # The globals each prelude leaves (executed once in the zygote as ``__main__``): a forked child
 # copies them into its fresh namespace instead of re-running ~40 import statements.
 _PRELUDE_GLOBALS: dict[str, dict] = {}
@@ -183,9 +184,10 @@ def preload() -> None:
 
 def _fresh_stdio() -> None:
     """Give the program the standard streams a fresh interpreter would have on fds 0/1/2."""
-    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
+    # the __std*__ names are Final in typeshed; a fresh interpreter has them on these fds, so set them too
+    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", closefd=False)  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",  # type: ignore[misc]
                                        closefd=False, buffering=1)
 
 
@@ -209,7 +211,7 @@ def _new_main(name: str, filename: str) -> dict:
 
     module = types.ModuleType(name)
     module.__file__ = filename
-    module.__builtins__ = builtins
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules[name] = module
     return module.__dict__
 
@@ -295,6 +297,7 @@ def _shutdown(session: bool = False) -> None:
     Args:
         session: the process goes on to the next test of a shared-process session, so
             threads are joined without marking the interpreter's main thread as finished.
+
     """
     threading = sys.modules.get("threading")
     if threading is not None and not session:
@@ -331,6 +334,7 @@ def run_harness(cfg: dict, record_fd: int | None, session: bool = False) -> int:
 
     Returns:
         The exit status the interpreter would have used (0 on success).
+
     """
     if session:
         sys.setrecursionlimit(_DEFAULT_RECURSION_LIMIT)

@@ -121,6 +121,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from sandbox.core.jobs import COMPILE_LIMITS as _COMPILE_LIMITS
 from sandbox.core.jobs import DEFAULT_LIMITS as _DEFAULT_LIMITS
@@ -307,8 +308,9 @@ def run_job(job: dict) -> dict:
     Returns:
         The RunOutcome dict. Never raises for program failures; a malformed job or a
         runner failure gives ``status="error"`` with the reason.
+
     """
-    outcome = {"protocol": PROTOCOL_VERSION, "status": "ok", "error": None, "compile": None,
+    outcome: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "status": "ok", "error": None, "compile": None,
                "tests": [], "stopped_early": False, "runner": _runner_info(job)}
     try:
         job = _validate(job)
@@ -386,6 +388,7 @@ def serve(stdin=None, stdout=None) -> None:
     Args:
         stdin: binary input stream (default ``sys.stdin.buffer``).
         stdout: binary output stream (default ``sys.stdout.buffer``).
+
     """
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer

@@ -136,7 +136,7 @@ class Session:
         self.tests = 0
         os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         if req.uid is not None and os.geteuid() == 0:
-            os.chown(self.work_dir, req.uid, req.gid)
+            os.chown(self.work_dir, req.uid, req.gid)  # type: ignore[arg-type]  # set together with uid
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         err_r, err_w = os.pipe()
         pid = os.fork()
@@ -147,7 +147,8 @@ class Session:
             session_child_main(req, child_sock.detach(), err_w)
         os.close(err_w)
         child_sock.close()
-        self.pid, self.sock, self.err_r = pid, parent_sock, err_r
+        self.pid, self.sock = pid, parent_sock
+        self.err_r: int | None = err_r
         self.pidfd = os.pidfd_open(pid)
         self.alive = True
         self.ended = False
@@ -161,11 +162,13 @@ class Session:
     def run(self, req: execution.Request) -> dict:
         """Run one test of the session; ends the session when it cannot safely go on."""
         io_dir = req.io_dir
-        nonce = os.urandom(16).hex() if req.harness_cfg["kind"] != "stdio" else ""
+        cfg = req.harness_cfg
+        assert cfg is not None  # sessions run only harness (in-process) tests, see zygote._dispatch
+        nonce = os.urandom(16).hex() if cfg["kind"] != "stdio" else ""
         fds = execution.open_io(req, io_dir)  # stdin, stdout, stderr, record (argv is None: no cfg fd)
         cfg_path = os.path.join(io_dir, "cfg.json")
         with open(cfg_path, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(nonce + "\n" + (req.harness_cfg.get("input") or ""))
+            f.write(nonce + "\n" + (cfg.get("input") or ""))
         fds["cfg"] = os.open(cfg_path, os.O_RDONLY | os.O_CLOEXEC)
         first = self.tests == 0
         self.tests += 1
@@ -184,7 +187,7 @@ class Session:
                     os.close(fd)
         reply, killed, died = self._wait(req.limits["wall_time_limit_s"])
         wall = time.monotonic() - start
-        rep = self._finish_dead(cpu0, wall) if died else self._report(reply, cpu0, wall)
+        rep = self._finish_dead(cpu0, wall) if died else self._report(reply or b"", cpu0, wall)
         result = execution.read_result(req, io_dir, rep, killed, nonce, wall)
         if result["status"] in _RERUN_FRESH and not first:
             # A crash or memory failure might come from what earlier tests left in the process
@@ -234,7 +237,7 @@ class Session:
     def _finish_dead(self, cpu0: float, wall: float) -> dict:
         _, status, ru = os.wait4(self.pid, 0)
         self.alive = False
-        with os.fdopen(self.err_r, "rb") as f:
+        with os.fdopen(self.err_r, "rb") as f:  # type: ignore[arg-type]  # open until here
             setup_error = f.read(4000).decode("utf-8", "replace")
         self.err_r = None
         return {"status": status, "cpu_time_s": max(0.0, ru.ru_utime + ru.ru_stime - cpu0),
@@ -276,7 +279,7 @@ class Session:
         strays = execution.kill_descendants() or strays
         self.alive = False
         for closer in (self.sock.close, lambda: os.close(self.pidfd),
-                       lambda: self.err_r is not None and os.close(self.err_r)):
+                       lambda: self.err_r is not None and os.close(self.err_r)):  # type: ignore[func-returns-value]
             try:
                 closer()
             except OSError:
@@ -303,7 +306,8 @@ def session_child_main(req: execution.Request, sock_fd: int, err_w: int) -> None
         os.closerange(max(sock_fd, err_w) + 1, 1 << 20)
         limits = dict(req.limits)
         hard_cpu = (math.ceil(limits["cpu_time_limit_s"]) + 1) * _MAX_TESTS_PER_SESSION
-        execution.child_setup(req, execution.rlimit_plan({**limits, "cpu_time_limit_s": hard_cpu - 1}, execution.drops_uid(req)))
+        plan = execution.rlimit_plan({**limits, "cpu_time_limit_s": hard_cpu - 1}, execution.drops_uid(req))
+        execution.child_setup(req, plan)
         os.close(err_w)
     except BaseException as exc:  # noqa: BLE001 - setup failure: report and die
         try:
@@ -333,11 +337,11 @@ def _serve_tests(req: execution.Request, sock_fd: int) -> None:
     from sandbox.runner import harness
 
     run_harness, recv_fds, send = harness.run_harness, socket.recv_fds, socket.socket(fileno=sock_fd).send
-    sock = send.__self__
+    sock = send.__self__  # type: ignore[attr-defined]
     dup2, close, closerange, chdir, fdopen = os.dup2, os.close, os.closerange, os.chdir, os.fdopen
     getrusage, getrlimit, setrlimit, ceil = resource.getrusage, resource.getrlimit, resource.setrlimit, math.ceil
     self_usage, cpu_resource, work_dir = resource.RUSAGE_SELF, resource.RLIMIT_CPU, req.work_dir
-    base = dict(req.harness_cfg)
+    base = dict(req.harness_cfg or {})
     record_fd = 3 if base["kind"] != "stdio" else None
     cpu_limit = ceil(req.limits["cpu_time_limit_s"])
     while True:

@@ -188,7 +188,8 @@ def ping(path: str, timeout_s: float = 5.0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI (see the module docstring); returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python3 -m sandbox.runner.socket_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m sandbox.runner.socket_server",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--socket-dir", default=os.environ.get("ER_SANDBOX_SOCKET_DIR", "/run/er-sandbox"),
                         help="socket directory shared with the gateway (env ER_SANDBOX_SOCKET_DIR)")
     parser.add_argument("--name", default=None, help="socket name (default: host name)")

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from sandbox.runner import session as _session
 from sandbox.runner.execution import (
@@ -81,7 +82,7 @@ def _program(req: Request, fds: dict, err_w: int, plan: tuple) -> None:
         os.close(err_w)
         from sandbox.runner import harness
 
-        cfg = dict(req.harness_cfg)
+        cfg = dict(req.harness_cfg or {})
         code = harness.run_harness(cfg, 3 if cfg["kind"] != "stdio" else None)
         os._exit(code)
     except BaseException as exc:  # noqa: BLE001 - setup failure: report and die
@@ -137,6 +138,7 @@ def _wait_deadline(pid: int, deadline_s: float):
 
     Returns:
         ``(status, rusage, killed)``.
+
     """
     killed = False
     try:
@@ -202,7 +204,7 @@ def _run_supervised(req: Request, fds: dict) -> tuple[dict, bool, int]:
 def _execute_local(req: Request) -> dict:
     os.makedirs(req.work_dir, mode=0o700, exist_ok=True)
     if req.uid is not None and os.geteuid() == 0:
-        os.chown(req.work_dir, req.uid, req.gid)
+        os.chown(req.work_dir, req.uid, req.gid)  # type: ignore[arg-type]  # set together with uid
     io_dir = req.io_dir
     nonce = (req.harness_cfg or {}).get("nonce", "")
     fds = open_io(req, io_dir)
@@ -246,9 +248,11 @@ class _Zygote:
         return self.call_raw(dict(req.__dict__))  # shallow: asdict() deep-copies every field
 
     def call_raw(self, msg: dict) -> dict:
-        self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
+        stdin.write(json.dumps(msg).encode() + b"\n")
+        stdin.flush()
+        line = stdout.readline()
         if not line:
             raise RuntimeError(f"zygote died (exit status {self.proc.poll()})")
         return json.loads(line)
@@ -266,6 +270,7 @@ def execute(req: Request) -> dict:
 
     Returns:
         The TestRun fields (see :mod:`sandbox.runner.job`) except ``index``/``matched``.
+
     """
     with _ZYGOTE_LOCK:
         return _execute_via_zygote(req)
@@ -310,7 +315,8 @@ def zygote_main() -> None:
     lib().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
     gc.freeze()  # pre-fork server practice: keep the preloaded heap out of the children's GC
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    session = None
+    session: Any = None
+    result: dict[str, Any]
     for line in stdin:
         try:
             msg = json.loads(line)
@@ -341,6 +347,7 @@ def _dispatch(req: Request, session):
 
     Returns:
         ``(result, session)``: the TestRun fields and the session still open (or None).
+
     """
     shared = (req.session_key and req.harness_cfg is not None and req.argv is None and not req.use_pid_namespace
               and _session.available())  # else: one fresh child per test, as without share_process

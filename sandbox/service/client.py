@@ -33,7 +33,7 @@ import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from sandbox.core.verdicts import JudgeResult
@@ -115,7 +115,7 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
 
 
-def _build(model: type, payload: dict[str, Any]) -> Any:
+def _build(model: type[BaseModel], payload: dict[str, Any]) -> Any:
     """Validate a request client-side (same rules as the server): 422-style error on failure."""
     try:
         return model.model_validate(payload)
@@ -124,7 +124,7 @@ def _build(model: type, payload: dict[str, Any]) -> Any:
         raise SandboxRequestError(422, "invalid_request", "; ".join(parts)) from None
 
 
-def _reply(model: type, body: dict[str, Any]) -> Any:
+def _reply(model: type[BaseModel], body: dict[str, Any]) -> Any:
     """Parse a 2xx reply body; a malformed one is a server failure, not the caller's."""
     try:
         return model.model_validate(body)

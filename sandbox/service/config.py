@@ -72,6 +72,13 @@ class WireLimits:
                 raise ValueError(f"WireLimits.{name} must be a positive integer, got {value!r}.")
 
 
+def options_dict(value: dict[str, Any] | str) -> dict[str, Any]:
+    """A JSON-object option after ``__post_init__`` parsed it (always a dict by then)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a parsed options dict, got {value!r:.100}")
+    return value
+
+
 def _json_object(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return dict(value)
@@ -163,7 +170,7 @@ class ServiceConfig:
         from sandbox.core.judge import JudgeConfig
 
         try:
-            return JudgeConfig(**self.judge_options)
+            return JudgeConfig(**options_dict(self.judge_options))
         except TypeError as exc:
             valid = [f.name for f in dataclasses.fields(JudgeConfig)]
             raise ValueError(f"judge_options={self.judge_options!r} rejected ({exc}); valid keys: {valid}") from None

@@ -60,7 +60,7 @@ class LocalServer:
         self.startup_timeout_s = startup_timeout_s
         self.settings = {**settings, "log_level": log_level}
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: Any = None  # a temporary file holding the server's output while it runs
 
     def _env(self) -> dict[str, str]:
         import json
@@ -76,7 +76,8 @@ class LocalServer:
         import tempfile
 
         self._log = tempfile.TemporaryFile()
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.service.server:app_from_env", "--host", self.host,
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.service.server:app_from_env",
+                "--host", self.host,
                 "--port", str(self.port), "--log-level", str(self.settings["log_level"])]
         self.proc = subprocess.Popen(argv, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=str(_REPO_ROOT))

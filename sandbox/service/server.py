@@ -5,7 +5,8 @@ Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
 ====================  ===================================================================================
 ``POST /judge``       :class:`~sandbox.service.wire.JudgeRequest` -> :class:`~sandbox.service.wire.JudgeResponse`
 ``POST /run``         :class:`~sandbox.service.wire.RunRequest` -> :class:`~sandbox.service.wire.RunResponse`
-``POST /math/check``  :class:`~sandbox.service.wire.MathCheckRequest` -> :class:`~sandbox.service.wire.MathCheckResponse`
+``POST /math/check``  :class:`~sandbox.service.wire.MathCheckRequest` ->
+                      :class:`~sandbox.service.wire.MathCheckResponse`
 ``GET /health``       200 with the isolation backend's health and a live math probe; 503 if either fails
 ``GET /metrics``      Prometheus text: requests by endpoint/status, verdicts, latency, in-flight, errors
 ====================  ===================================================================================
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, Awaitable, Callable
 
@@ -84,7 +86,7 @@ class _GuardMiddleware:
         endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
         status = {"code": 500}
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
@@ -217,8 +219,7 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_response(exc)
 
-    errors = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-              500: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+    errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503)}
 
     @app.post("/judge", response_model=JudgeResponse, responses=errors, summary="Judge code against tests")
     async def judge(req: JudgeRequest) -> Any:

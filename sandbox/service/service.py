@@ -31,7 +31,7 @@ from typing import Any, Callable
 from sandbox.core.errors import SandboxError, SpecError
 from sandbox.core.jobs import OutcomeStatus, TestInput
 from sandbox.mathcheck.errors import MathCheckError
-from sandbox.service.config import ServiceConfig
+from sandbox.service.config import ServiceConfig, options_dict
 from sandbox.service.loop import run_sync
 from sandbox.service.wire import (
     JudgeRequest,
@@ -100,7 +100,7 @@ class SandboxService:
             if self._backend is None:
                 from sandbox.isolation import get_backend
 
-                options = dict(self.config.isolation_options)
+                options = dict(options_dict(self.config.isolation_options))
                 size_key = _POOL_SIZE_KEYS.get(self.config.isolation)
                 if size_key:  # as many sandbox workers as judge threads, unless told otherwise
                     options.setdefault(size_key, self.config.judge_workers)
@@ -122,7 +122,7 @@ class SandboxService:
 
                 try:
                     cfg = MathCheckerConfig(timeout_s=self.config.math_timeout_s, workers=self.config.math_workers,
-                                            **self.config.math_options)
+                                            **options_dict(self.config.math_options))
                 except TypeError as exc:
                     raise ServiceError(f"math_options {self.config.math_options!r} rejected: {exc}") from None
                 self._math = MathChecker(config=cfg)

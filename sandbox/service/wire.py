@@ -329,7 +329,7 @@ def math_payload(item: Any) -> dict[str, Any]:
         data = {"gold": item[0], "completion": item[1]}
     else:
         data = {"gold": item.gold, "completion": item.completion, "pred": item.pred, "require": item.require}
-    gold = data.get("gold")
+    gold: Any = data.get("gold")
     if hasattr(gold, "values") and hasattr(gold, "require"):  # a GoldAnswer carries its own requirement
         data["gold"], data["require"] = list(gold.values), gold.require
     elif isinstance(gold, tuple):
