@@ -8,7 +8,8 @@ Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
 ``POST /math/check``  :class:`~sandbox.service.wire.MathCheckRequest` ->
                       :class:`~sandbox.service.wire.MathCheckResponse`
 ``GET /health``       200 with the isolation backend's health and a live math probe; 503 if either fails
-``GET /metrics``      Prometheus text: requests by endpoint/status, verdicts, latency, in-flight, errors
+``GET /metrics``      Prometheus text: requests by endpoint/status, verdicts, latency, in-flight, errors; plus
+                      queue depth, jobs in flight, stage latency, worker restarts (:mod:`sandbox.service.metrics`)
 ====================  ===================================================================================
 
 Status codes: 400 malformed JSON; 413 body or batch/code/test count over a limit; 422 a
@@ -57,8 +58,8 @@ ENDPOINTS = ("/judge", "/run", "/math/check", "/health", "/metrics")
 class _Metrics:
     """The app's Prometheus collectors, in a registry of its own (several apps can coexist)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
         self.requests = Counter("er_sandbox_requests_total", "HTTP requests by endpoint and status code.",
                                 ["endpoint", "status"], registry=self.registry)
         self.verdicts = Counter("er_sandbox_verdicts_total", "Judge verdicts and math statuses returned.",
@@ -201,7 +202,7 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     config = config or ServerConfig.from_env()
     owned = service is None
     svc = service or SandboxService(config)
-    metrics = _Metrics()
+    metrics = _Metrics(getattr(getattr(svc, "metrics", None), "registry", None))  # beside the service's own
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
