@@ -12,7 +12,7 @@ Each fault is a function of the cluster that breaks one thing the way production
   take the load, the client retries what was in flight).
 
 :func:`batch_under_fault` judges a batch of distinct submissions through
-:class:`sandbox.client.SandboxClient`, injects the fault part-way, and checks that every
+:class:`sandbox.service.client.SandboxClient`, injects the fault part-way, and checks that every
 submission got exactly its own correct verdict; it reports how long the service took to
 answer a fresh probe after the fault (recovery time).
 """
@@ -32,7 +32,7 @@ __all__ = ["FAULTS", "FaultReport", "batch_under_fault", "distinct_submissions"]
 
 REPLICA = "ServeReplica:"
 PROXY = "ProxyActor"
-SANDBOX_WORKER = "sandbox.runner --serve"
+SANDBOX_WORKER = "sandbox.runner.job --serve"
 
 
 def _kill(pids: list[int], what: str) -> str:
@@ -149,7 +149,7 @@ def batch_under_fault(cluster: LocalRayCluster, fault: str, *, n: int = 40, at_s
         n: submissions in the batch.
         at_s: when the fault strikes after the batch starts.
         sleep_s: each submission's own run time.
-        client_options: :class:`sandbox.client.SandboxClient` settings (default: batches of 2,
+        client_options: :class:`sandbox.service.client.SandboxClient` settings (default: batches of 2,
             6 in flight, 8 retries).
         recovery_timeout_s: how long to probe for recovery.
 
@@ -158,7 +158,7 @@ def batch_under_fault(cluster: LocalRayCluster, fault: str, *, n: int = 40, at_s
         are not their own submission's AC).
 
     """
-    from sandbox.client import SandboxClient, SandboxClientError
+    from sandbox.service.client import SandboxClient, SandboxClientError
 
     options = {"batch_size": 2, "max_concurrency": 6, "max_retries": 8, "backoff_s": 0.25, "timeout_s": 120.0,
                **(client_options or {})}

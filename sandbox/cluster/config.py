@@ -1,7 +1,7 @@
 """Settings of the Ray Serve reward cluster (stdlib only).
 
 Every :class:`ClusterConfig` field mirrors an environment variable ``ER_CLUSTER_<FIELD>``;
-``service`` holds :class:`sandbox.server.ServerConfig` fields for every replica.
+``service`` holds :class:`sandbox.service.server.ServerConfig` fields for every replica.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ClusterConfig:
     > Parameters of each replica's service
 
     Attributes:
-        service: :class:`sandbox.server.ServerConfig` fields (isolation, judge_workers, limits...) as a
+        service: :class:`sandbox.service.server.ServerConfig` fields (isolation, judge_workers, limits...) as a
             dict or a JSON object string.
 
     """
@@ -93,7 +93,7 @@ class ClusterConfig:
         if not (self.health_check_period_s > 0 and self.health_check_timeout_s > 0):
             raise ValueError(f"health_check_period_s={self.health_check_period_s!r} and health_check_timeout_s="
                              f"{self.health_check_timeout_s!r} must be > 0")
-        from sandbox.config import ServerConfig
+        from sandbox.service.config import ServerConfig
 
         try:  # fail here, not in every replica
             ServerConfig(**self.service)
@@ -102,6 +102,6 @@ class ClusterConfig:
 
     @property
     def url(self) -> str:
-        """The proxy's base URL (what :class:`sandbox.client.SandboxClient` is pointed at)."""
+        """The proxy's base URL (what :class:`sandbox.service.client.SandboxClient` is pointed at)."""
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
         return f"http://{host}:{self.http_port}"

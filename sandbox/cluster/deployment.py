@@ -1,11 +1,11 @@
 """The Ray Serve deployment of the reward service: one judge replica per judge node.
 
-Each replica is :func:`sandbox.server.create_app` (the same FastAPI app as ``er sandbox
+Each replica is :func:`sandbox.service.server.create_app` (the same FastAPI app as ``er sandbox
 serve``, so the HTTP API, the limits, the error bodies and ``/metrics`` are the same),
 running inside a Ray actor that holds one unit of the judge-node resource, and it owns that
 node's isolation pool (``process``, or ``docker`` where the node has an engine). Ray's HTTP
 proxy spreads requests over the replicas; a request waiting beyond ``max_queued_requests``
-gets 503 (with ``Retry-After`` where Ray sets it), which :class:`sandbox.client.SandboxClient`
+gets 503 (with ``Retry-After`` where Ray sets it), which :class:`sandbox.service.client.SandboxClient`
 retries. Ray restarts a replica whose process dies or whose health check (the isolation
 backend's own health report) fails.
 
@@ -42,12 +42,12 @@ class JudgeReplica:
     """One reward service (FastAPI app + isolation pool) inside a Ray Serve replica.
 
     Args:
-        service_fields: :class:`sandbox.server.ServerConfig` fields.
+        service_fields: :class:`sandbox.service.server.ServerConfig` fields.
 
     """
 
     def __init__(self, service_fields: dict[str, Any]) -> None:
-        from sandbox.server import ServerConfig, create_app
+        from sandbox.service.server import ServerConfig, create_app
 
         context = serve.get_replica_context()
         node = ray.get_runtime_context().get_node_id()[:8]

@@ -234,7 +234,7 @@ class LocalRayCluster:
         """Deploy the reward service (``python -m sandbox.cluster deploy`` in a child process).
 
         Args:
-            service: :class:`sandbox.server.ServerConfig` fields of every replica.
+            service: :class:`sandbox.service.server.ServerConfig` fields of every replica.
             **options: other :class:`~sandbox.cluster.config.ClusterConfig` fields.
 
         Returns:

@@ -52,7 +52,7 @@ def _workers_seen(url: str, tries: int = 40) -> set[str]:
 
 
 def test_same_api_through_the_proxy_and_both_nodes_serve(cluster):
-    from sandbox.client import SandboxClient
+    from sandbox.service.client import SandboxClient
 
     spec = {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}
     with SandboxClient(cluster.url, batch_size=2, max_concurrency=4) as client:
