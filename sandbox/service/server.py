@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from sandbox.service.config import ENV_PREFIX, ServerConfig
@@ -215,6 +216,16 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     app = FastAPI(title="Elastic Reasoning reward service", version="1", lifespan=lifespan,
                   description="Sandboxed code judge and math checker (see sandbox.service.server).")
     app.state.service, app.state.metrics, app.state.config = svc, metrics, config
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 404 unknown path, 405 wrong method...: the same {"error", "detail"} body as every other error
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        if exc.status_code == 404:
+            detail += f"; endpoints: {', '.join(ENDPOINTS)} (schema at /openapi.json)"
+        return _error_response(exc.status_code, kinds.get(exc.status_code, "http_error"), detail,
+                               headers=dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
