@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -m pip install -q --upgrade pip $(QUIET)
 	@# CPU torch first (a local wheel here), so nothing pulls multi-GB CUDA wheels
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
-	@$(PY) -m pip install -q -e '.[dev,train]' $(QUIET)
+	@$(PY) -m pip install -q -e '.[dev,train,cluster]' $(QUIET)
 	@touch $(STAMP)
 
 venv: $(STAMP)

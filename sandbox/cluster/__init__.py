@@ -12,6 +12,6 @@ pointed at the proxy's URL. Deployment guide: ``sandbox/cluster/README.md``.
 Nothing here imports Ray at module import time except :mod:`sandbox.cluster.deployment`.
 """
 
-from sandbox.cluster.config import ClusterConfig, JUDGE_NODE_RESOURCE
+from sandbox.cluster.config import JUDGE_NODE_RESOURCE, ClusterConfig
 
 __all__ = ["ClusterConfig", "JUDGE_NODE_RESOURCE"]

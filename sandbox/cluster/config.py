@@ -43,8 +43,15 @@ class ClusterConfig:
     Attributes:
         max_ongoing_requests: requests one replica works on at once (each may be a batch).
         max_queued_requests: requests waiting for a replica before the proxy answers 503.
+        retry_after_s: the ``Retry-After`` of that 503.
         health_check_period_s: how often Ray calls the replica's health check (backend + math probe).
         health_check_timeout_s: a health check slower than this counts as failed (replica restarted).
+
+    > Parameters of monitoring
+
+    Attributes:
+        metrics_port: port where each replica serves its Prometheus metrics on its node (0: off).
+        metrics_host: interface of that port.
 
     > Parameters of each replica's service
 
@@ -65,11 +72,19 @@ class ClusterConfig:
     http_port: int = field(default=8000, metadata={"help": "Port of Ray's HTTP proxy."})
     proxy_location: str = field(default="HeadOnly", metadata={
         "help": "HeadOnly | EveryNode (load balancer in front) | Disabled."})
-    max_ongoing_requests: int = field(default=32, metadata={"help": "Requests one replica works on at once."})
+    max_ongoing_requests: int = field(default=64, metadata={
+        "help": "Requests handed to one replica at once; keep it above the replica's own max_pending so that "
+                "the replica sheds load itself (a cheap 503 + Retry-After) instead of requests queuing unseen."})
     max_queued_requests: int = field(default=512, metadata={
         "help": "Requests waiting for a replica before the proxy answers 503 (clients retry)."})
+    retry_after_s: float = field(default=1.0, metadata={
+        "help": "Retry-After (s) of the proxy's 503 when max_queued_requests is reached."})
     health_check_period_s: float = field(default=5.0, metadata={"help": "Replica health check period (s)."})
     health_check_timeout_s: float = field(default=30.0, metadata={"help": "Replica health check timeout (s)."})
+    metrics_port: int = field(default=0, metadata={
+        "help": "Port on every judge node where its replica serves /metrics for Prometheus (0: off; the proxy's "
+                "/metrics reaches one replica per scrape)."})
+    metrics_host: str = field(default="127.0.0.1", metadata={"help": "Interface of that metrics port."})
     service: dict[str, Any] | str = field(default="{}", metadata={
         "help": "JSON object of ServerConfig fields for every replica, e.g. '{\"judge_workers\": 16}'."})
 
@@ -88,6 +103,8 @@ class ClusterConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.num_replicas < 0:
             raise ValueError(f"num_replicas={self.num_replicas!r} must be >= 0 (0: one per judge node)")
+        if not 0 <= self.metrics_port < 65536:
+            raise ValueError(f"metrics_port={self.metrics_port!r} must be in 0..65535 (0: off)")
         if not 0 < self.http_port < 65536:
             raise ValueError(f"http_port={self.http_port!r} must be in 1..65535")
         if not (self.health_check_period_s > 0 and self.health_check_timeout_s > 0):

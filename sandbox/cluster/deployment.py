@@ -43,10 +43,12 @@ class JudgeReplica:
 
     Args:
         service_fields: :class:`sandbox.service.server.ServerConfig` fields.
+        metrics_port: serve this replica's metrics on this port of its node too (0: off).
+        metrics_host: interface of ``metrics_port``.
 
     """
 
-    def __init__(self, service_fields: dict[str, Any]) -> None:
+    def __init__(self, service_fields: dict[str, Any], metrics_port: int = 0, metrics_host: str = "127.0.0.1") -> None:
         from sandbox.service.server import ServerConfig, create_app
 
         context = serve.get_replica_context()
@@ -56,6 +58,10 @@ class JudgeReplica:
         self.config = ServerConfig(**service_fields)
         self._asgi = create_app(self.config)
         self.service = self._asgi.state.service
+        if metrics_port:  # one replica per node: a fixed port per node for Prometheus to scrape
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_host, registry=self.service.metrics.registry)
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._asgi
@@ -84,10 +90,11 @@ def build_application(config: ClusterConfig, num_replicas: int) -> Any:
         ray_actor_options={"num_cpus": 0, "resources": {config.judge_node_resource: 1}},
         max_ongoing_requests=config.max_ongoing_requests,
         max_queued_requests=config.max_queued_requests,
+        backpressure_config={"status_code": 503, "retry_after_s": config.retry_after_s},
         health_check_period_s=config.health_check_period_s,
         health_check_timeout_s=config.health_check_timeout_s,
     )
-    return deployment.bind(dict(config.service))
+    return deployment.bind(dict(config.service), config.metrics_port, config.metrics_host)
 
 
 def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float = 300.0) -> str:

@@ -1,7 +1,8 @@
 """The reward service on Ray Serve across a simulated 2-node cluster (head + a second node, separate processes).
 
 One cluster for the module (it takes ~1 min to come up on a busy 2-core box): the same HTTP API through
-Ray's proxy, both replicas serving, no submitted program reaching any Ray port, and faults during a batch
+Ray's proxy, both replicas serving, no submitted program reaching any Ray port, a short soak at 4x the measured
+saturation throughput (everything answered: 200 with the right verdict or 503), and faults during a batch
 (sandbox workers SIGKILLed, a replica SIGKILLed, the proxy restarted, a node removed: last, it is
 destructive) with every submission answered by its own correct verdict.
 """
@@ -19,7 +20,8 @@ from tests.conftest import require
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-SERVICE = {"judge_workers": 2, "math_workers": 1, "isolation": "process"}
+# a small admission queue per replica: under overload the replicas answer 503 + Retry-After themselves
+SERVICE = {"judge_workers": 2, "math_workers": 1, "isolation": "process", "max_pending": 8}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def cluster():
     c = LocalRayCluster(judge_nodes=2, dashboard=True, startup_timeout_s=180)
     try:
         c.start()
-        c.deploy(service=SERVICE, health_check_period_s=2)
+        c.deploy(service=SERVICE, health_check_period_s=2, max_queued_requests=16)
         yield c
     finally:
         c.stop()
@@ -109,6 +111,27 @@ def test_submitted_code_cannot_reach_any_ray_port(cluster):
         "code": probe, "tests": {"kind": "stdio", "time_limit_s": 20, "cases": [{"input": "", "output": expected}]}})
     res = r.json()["results"][0]
     assert res["verdict"] == "AC", json.dumps(res["tests"], indent=1)[:3000]
+
+
+def _gateway_pids(cluster) -> dict[str, int]:
+    from sandbox.cluster.chaos import PROXY, REPLICA
+
+    pids = {"proxy": cluster.processes(PROXY)[:1], "replica": cluster.processes(REPLICA)[:1]}
+    return {name: found[0] for name, found in pids.items() if found}
+
+
+def test_short_soak_at_4x_saturation_answers_everything(cluster):
+    from sandbox.cluster.load import measure_saturation, soak
+
+    saturation = measure_saturation(cluster.url, concurrency=8, duration_s=5)
+    assert saturation["throughput_per_s"] > 0, saturation
+    report = soak(cluster.url, rate_per_s=4 * saturation["throughput_per_s"], duration_s=20,
+                  rss_pids=lambda: _gateway_pids(cluster), samples=6)
+    print(json.dumps({"saturation": saturation, "soak": report.to_dict()}))
+    assert report.lost == 0 and report.wrong == 0, report.problems
+    assert report.answered == report.sent and report.ok > 0, report  # every request sent got a 200 or a 503
+    proxy = [row["proxy"] for row in report.rss_mb if row.get("proxy")]
+    assert proxy and max(proxy) < proxy[0] * 1.5 + 64, report.rss_mb  # flat, not growing with the load
 
 
 @pytest.mark.parametrize("fault", ["worker_sigkill", "replica_sigkill", "gateway_restart", "node_removed"])
