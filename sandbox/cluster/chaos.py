@@ -164,13 +164,13 @@ def batch_under_fault(cluster: LocalRayCluster, fault: str, *, n: int = 40, at_s
                **(client_options or {})}
     subs = distinct_submissions(n, sleep_s)
     outcome: dict[str, Any] = {}
-    timing: dict[str, float] = {}
+    timing: dict[str, float | None] = {}
 
     def strike() -> None:
         time.sleep(at_s)
-        timing["fault_at"] = time.monotonic()
+        fault_at = time.monotonic()
         outcome["action"] = FAULTS[fault](cluster)
-        timing["recovery_s"] = _probe_until_ok(cluster.url, timing["fault_at"], recovery_timeout_s)
+        timing["recovery_s"] = _probe_until_ok(cluster.url, fault_at, recovery_timeout_s)
 
     injector = threading.Thread(target=strike, daemon=True)
     start = time.monotonic()
@@ -184,7 +184,8 @@ def batch_under_fault(cluster: LocalRayCluster, fault: str, *, n: int = 40, at_s
     injector.join(recovery_timeout_s + 30)
     results = outcome.get("results") or []
     correct = sum(1 for r in results if r.verdict.name == "AC" and r.passed == r.total == 1)
+    recovery = timing.get("recovery_s")
     return FaultReport(fault=fault, action=outcome.get("action", "not struck: " + str(outcome.get("error"))),
                        submissions=n, answered=len(results), correct=correct, lost=n - len(results),
                        wrong=len(results) - correct, batch_wall_s=round(wall, 2),
-                       recovery_s=None if timing.get("recovery_s") is None else round(timing["recovery_s"], 2))
+                       recovery_s=None if recovery is None else round(recovery, 2))

@@ -21,6 +21,7 @@ This module imports Ray: install the extra ``cluster`` (``pip install -e '.[clus
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -85,7 +86,8 @@ def judge_nodes(resource: str) -> int:
 
 def build_application(config: ClusterConfig, num_replicas: int) -> Any:
     """The bound Serve application for ``config`` with ``num_replicas`` replicas."""
-    deployment = serve.deployment(JudgeReplica, name="judge").options(
+    deployment: Any = serve.deployment(JudgeReplica, name="judge")
+    deployment = deployment.options(
         num_replicas=num_replicas,
         ray_actor_options={"num_cpus": 0, "resources": {config.judge_node_resource: 1}},
         max_ongoing_requests=config.max_ongoing_requests,
@@ -94,7 +96,8 @@ def build_application(config: ClusterConfig, num_replicas: int) -> Any:
         health_check_period_s=config.health_check_period_s,
         health_check_timeout_s=config.health_check_timeout_s,
     )
-    return deployment.bind(dict(config.service), config.metrics_port, config.metrics_host)
+    service = config.service if isinstance(config.service, dict) else {}  # a dict after __post_init__
+    return deployment.bind(dict(service), config.metrics_port, config.metrics_host)
 
 
 def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float = 300.0) -> str:
@@ -114,7 +117,7 @@ def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float
 
     """
     if not ray.is_initialized():
-        ray.init(address=config.address, log_to_driver=False, logging_level="WARNING")
+        ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
     deadline = time.monotonic() + timeout_s
     while judge_nodes(config.judge_node_resource) < wait_judge_nodes and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -132,5 +135,5 @@ def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float
 def shutdown(config: ClusterConfig) -> None:
     """Delete the reward service application (the Ray cluster stays up)."""
     if not ray.is_initialized():
-        ray.init(address=config.address, log_to_driver=False, logging_level="WARNING")
+        ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
     serve.delete(config.app_name)

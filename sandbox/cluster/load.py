@@ -160,7 +160,7 @@ async def _soak(url: str, rate: float, duration_s: float, rss_pids: Callable[[],
                 report.problems.append(f"{outcome}: {detail}")
 
     def sample() -> None:
-        row = {"t_s": round(time.monotonic() - start, 1)}
+        row: dict[str, float | None] = {"t_s": round(time.monotonic() - start, 1)}
         row.update({name: rss_mb(pid) for name, pid in rss_pids().items()})
         report.rss_mb.append(row)
 

@@ -251,7 +251,7 @@ class SandboxClient:
         return resp.status_code not in RETRY_STATUSES and not _from_a_proxy(resp)
 
     def _wait(self) -> Any:
-        """tenacity wait: exponential backoff, or the last answer's ``Retry-After`` when longer."""
+        """Tenacity wait: exponential backoff, or the last answer's ``Retry-After`` when longer."""
         exponential = wait_exponential(multiplier=self.backoff_s, min=0)
 
         def wait(state: Any) -> float:

@@ -140,7 +140,7 @@ class SandboxService:
             config = dataclasses.replace(base, **overrides)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"judge options {overrides!r} rejected: {exc}") from None
-        backend = TimedBackend(self.backend, self.metrics)
+        backend: Any = TimedBackend(self.backend, self.metrics)  # the backend, timed (sandbox.service.metrics)
         if self._judge_factory is not None:
             return self._judge_factory(config, backend)
         from sandbox.core.judge import Judge

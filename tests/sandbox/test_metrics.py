@@ -86,7 +86,7 @@ def test_sigkilled_worker_job_is_retried_and_counted(served):
     thread = threading.Thread(target=lambda: result.update(client.post("/judge", json=slow).json()))
     thread.start()
     time.sleep(0.6)  # the job is running on one of the two workers: kill both (the idle one is respawned on use)
-    pids = [w.proc.pid for w in backend._workers if w is not None and w.alive()]
+    pids = [w.proc.pid for w in backend._pool.workers() if w.alive()]
     for pid in pids:
         os.killpg(pid, signal.SIGKILL)
     thread.join(60)
