@@ -45,9 +45,11 @@ def _trunc(text: str, n: int = 80) -> str:
 
 def _decimals(line: str) -> list[Decimal] | None:
     try:
-        return [Decimal(tok) for tok in line.split()]
+        values = [Decimal(tok) for tok in line.split()]
     except (InvalidOperation, ValueError):
         return None
+    # a signalling NaN ("sNaN") raises on every comparison: such a line is compared as text only
+    return None if any(v.is_snan() for v in values) else values
 
 
 def _lcb_lines(text: str) -> list[str]:
@@ -81,6 +83,8 @@ def _token_equal(g: str, e: str, abs_tol: float, rel_tol: float) -> bool:
     try:
         gd, ed = Decimal(g), Decimal(e)
     except (InvalidOperation, ValueError):
+        return False
+    if gd.is_snan() or ed.is_snan():  # raises on comparison; unequal strings already
         return False
     if gd == ed:
         return True
@@ -133,7 +137,10 @@ def _close(a, b, abs_tol: float, rel_tol: float) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+        try:
+            return a == b or math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+        except OverflowError:  # an int beyond float range: only exact equality counts
+            return False
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_close(x, y, abs_tol, rel_tol) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

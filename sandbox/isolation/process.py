@@ -211,6 +211,19 @@ class _Worker:
         self.proc.wait()
 
 
+class _WorkerDied(SandboxError):
+    """The worker process exited under a job (the job may be sent to another worker)."""
+
+
+def _exited(worker: _Worker, wait_s: float = 1.0) -> bool:
+    """Whether ``worker``'s process has exited (waiting up to ``wait_s``: EOF precedes the exit status)."""
+    try:
+        worker.proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
 class ProcessBackend(IsolationBackend):
     """Runs jobs in pre-forked, namespaced runner subprocesses (see the module docstring).
 
@@ -236,6 +249,7 @@ class ProcessBackend(IsolationBackend):
         if self.private_tmp:
             self._argv.append(f"--private-tmp={int(self.config.tmp_size_mb)}m")
         self.jobs_run = 0
+        self.job_retries = 0
         self._uid_lock: int | None = None
         if self.config.base_uid is None:
             claimed, self._uid_lock = _claim_uid_range(self.config.workers)
@@ -253,14 +267,29 @@ class ProcessBackend(IsolationBackend):
         return self._pool.stats.replaced
 
     def execute(self, job: RunJob) -> RunOutcome:
-        """Run ``job`` on an idle worker (blocks until one is free). See the base class."""
+        """Run ``job`` on an idle worker (blocks until one is free). See the base class.
+
+        A job whose worker died under it (killed from outside, crashed) is sent once more to a
+        fresh worker; a worker that went silent past the job's deadline is not retried.
+        """
+        for attempt in (0, 1):
+            try:
+                return self._execute_once(job)
+            except _WorkerDied:
+                if attempt or self._pool.closed:
+                    raise
+                self.job_retries += 1
+        raise AssertionError("unreachable")
+
+    def _execute_once(self, job: RunJob) -> RunOutcome:
         slot, worker = self._pool.acquire()
         owned = {**job.to_wire(), "sandbox_uid": worker.uid, "sandbox_gid": worker.uid, "sweep_uid": True}
         try:
             outcome = worker.request(owned, job.deadline_s(self.config.transport_slack_s))
         except (SandboxError, OSError) as exc:
+            died = _exited(worker)
             self._pool.release(slot, worker, healthy=False, reason=str(exc))
-            raise SandboxError(f"process backend: {exc}") from exc
+            raise (_WorkerDied if died else SandboxError)(f"process backend: {exc}") from exc
         self._pool.release(slot, worker)
         self.jobs_run += 1
         return RunOutcome.from_wire(outcome)
@@ -276,7 +305,7 @@ class ProcessBackend(IsolationBackend):
                 "uid_drop": os.geteuid() == 0,
                 "stdlib_readable_by_sandbox_uid": _stdlib_readable(),
                 "sandbox_uids": [self.base_uid, self.base_uid + self.config.workers - 1],
-                "jobs_run": self.jobs_run, "worker_restarts": self.worker_restarts}
+                "jobs_run": self.jobs_run, "worker_restarts": self.worker_restarts, "job_retries": self.job_retries}
 
     def close(self) -> None:
         """Kill all workers. Idempotent."""

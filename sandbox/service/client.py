@@ -11,8 +11,12 @@ The async methods are the implementation; each blocking method (``judge``, ``run
 connection pool per loop and one ``max_concurrency`` gate per loop.
 
 Retries (tenacity): only transport failures are retried (connection refused/reset,
-timeouts, a dropped connection, HTTP 502/503/504), with exponential backoff
-``backoff_s * 2**attempt``. A 4xx is the caller's mistake and raises
+timeouts, a dropped connection, HTTP 502/503/504, and a 500 whose body is not the
+service's ``{"error", "detail"}`` JSON: a proxy in front, such as Ray Serve's, answering
+for a replica that died), with exponential backoff ``backoff_s * 2**attempt``, or the
+server's ``Retry-After`` when that is longer (capped at :data:`MAX_RETRY_AFTER_S`).
+Judging is a pure function of the request, so a retried request whose first attempt did
+run gives the caller the same single result. A 4xx is the caller's mistake and raises
 :class:`SandboxRequestError` at once (except a 413 on a batch, which is split in halves
 and sent again, so a client whose ``batch_size`` exceeds the server's limit still
 works); a 500 raises :class:`SandboxServerError`. When the server stays unreachable,
@@ -52,10 +56,33 @@ from sandbox.service.wire import (
 )
 
 __all__ = ["SandboxClient", "SandboxClientError", "SandboxUnavailable", "SandboxRequestError", "SandboxServerError",
-           "LOCAL_URLS"]
+           "LOCAL_URLS", "MAX_RETRY_AFTER_S"]
 
 LOCAL_URLS = (None, "", "local", "inprocess")
 RETRY_STATUSES = (502, 503, 504)
+#: the longest ``Retry-After`` the client honours (seconds)
+MAX_RETRY_AFTER_S = 30.0
+
+
+def _retry_after_s(resp: Any) -> float:
+    """The ``Retry-After`` delay of a response in seconds (0 when absent or not a number of seconds)."""
+    if not isinstance(resp, httpx.Response):
+        return 0.0
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(resp.headers.get("retry-after", "0"))))
+    except ValueError:  # an HTTP date: fall back to the client's own backoff
+        return 0.0
+
+
+def _from_a_proxy(resp: httpx.Response) -> bool:
+    """A 500 that the service did not write (its error bodies are ``{"error", "detail"}`` JSON)."""
+    if resp.status_code != 500:
+        return False
+    try:
+        body = resp.json()
+    except ValueError:
+        return True
+    return not (isinstance(body, dict) and "error" in body and "detail" in body)
 
 
 class SandboxClientError(RuntimeError):
@@ -219,7 +246,19 @@ class SandboxClient:
 
     def _final(self, resp: httpx.Response, path: str) -> bool:
         """Whether ``resp`` ends the retry loop (an unhealthy /health 503 is an answer, not a failure)."""
-        return resp.status_code not in RETRY_STATUSES or (path == "/health" and resp.status_code == 503)
+        if path == "/health" and resp.status_code == 503:
+            return True
+        return resp.status_code not in RETRY_STATUSES and not _from_a_proxy(resp)
+
+    def _wait(self) -> Any:
+        """Tenacity wait: exponential backoff, or the last answer's ``Retry-After`` when longer."""
+        exponential = wait_exponential(multiplier=self.backoff_s, min=0)
+
+        def wait(state: Any) -> float:
+            failure = state.outcome.exception() if state.outcome is not None else None
+            return max(exponential(state), _retry_after_s(getattr(failure, "last", None)))
+
+        return wait
 
     def _aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -233,7 +272,7 @@ class SandboxClient:
         client, gate = self._aclient()
         url = f"{self.base_url}{path}"
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1),
-                                 wait=wait_exponential(multiplier=self.backoff_s, min=0),
+                                 wait=self._wait(),
                                  retry=retry_if_exception_type(_Retry), reraise=True)
         try:
             async for attempt in retrying:

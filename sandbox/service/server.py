@@ -8,7 +8,8 @@ Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
 ``POST /math/check``  :class:`~sandbox.service.wire.MathCheckRequest` ->
                       :class:`~sandbox.service.wire.MathCheckResponse`
 ``GET /health``       200 with the isolation backend's health and a live math probe; 503 if either fails
-``GET /metrics``      Prometheus text: requests by endpoint/status, verdicts, latency, in-flight, errors
+``GET /metrics``      Prometheus text: requests by endpoint/status, verdicts, latency, in-flight, errors; plus
+                      queue depth, jobs in flight, stage latency, worker restarts (:mod:`sandbox.service.metrics`)
 ====================  ===================================================================================
 
 Status codes: 400 malformed JSON; 413 body or batch/code/test count over a limit; 422 a
@@ -34,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.service.config import ENV_PREFIX, ServerConfig
 from sandbox.service.service import InvalidRequest, Overloaded, SandboxService, ServiceError
@@ -57,8 +59,8 @@ ENDPOINTS = ("/judge", "/run", "/math/check", "/health", "/metrics")
 class _Metrics:
     """The app's Prometheus collectors, in a registry of its own (several apps can coexist)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
         self.requests = Counter("er_sandbox_requests_total", "HTTP requests by endpoint and status code.",
                                 ["endpoint", "status"], registry=self.registry)
         self.verdicts = Counter("er_sandbox_verdicts_total", "Judge verdicts and math statuses returned.",
@@ -201,7 +203,7 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     config = config or ServerConfig.from_env()
     owned = service is None
     svc = service or SandboxService(config)
-    metrics = _Metrics()
+    metrics = _Metrics(getattr(getattr(svc, "metrics", None), "registry", None))  # beside the service's own
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -214,6 +216,16 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     app = FastAPI(title="Elastic Reasoning reward service", version="1", lifespan=lifespan,
                   description="Sandboxed code judge and math checker (see sandbox.service.server).")
     app.state.service, app.state.metrics, app.state.config = svc, metrics, config
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 404 unknown path, 405 wrong method...: the same {"error", "detail"} body as every other error
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        if exc.status_code == 404:
+            detail += f"; endpoints: {', '.join(ENDPOINTS)} (schema at /openapi.json)"
+        return _error_response(exc.status_code, kinds.get(exc.status_code, "http_error"), detail,
+                               headers=dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

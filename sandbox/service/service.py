@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ from sandbox.core.jobs import OutcomeStatus, TestInput
 from sandbox.mathcheck.errors import MathCheckError
 from sandbox.service.config import ServiceConfig, options_dict
 from sandbox.service.loop import run_sync
+from sandbox.service.metrics import ServiceMetrics, TimedBackend
 from sandbox.service.wire import (
     JudgeRequest,
     JudgeResponse,
@@ -91,6 +93,8 @@ class SandboxService:
         # each request's check_batch fans out over the checker's workers; several requests may overlap
         self._math_pool = ThreadPoolExecutor(self.config.math_workers, thread_name_prefix="er-math")
         self._closed = False
+        # metrics: queue depth, jobs in flight, per-stage latency, worker restarts (sandbox.service.metrics)
+        self.metrics = ServiceMetrics(lambda: self._backend, lambda: self._pending)
 
     # ------------------------------------------------------------------ components
     @property
@@ -136,11 +140,12 @@ class SandboxService:
             config = dataclasses.replace(base, **overrides)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"judge options {overrides!r} rejected: {exc}") from None
+        backend: Any = TimedBackend(self.backend, self.metrics)  # the backend, timed (sandbox.service.metrics)
         if self._judge_factory is not None:
-            return self._judge_factory(config, self.backend)
+            return self._judge_factory(config, backend)
         from sandbox.core.judge import Judge
 
-        return Judge(config, self.backend)
+        return Judge(config, backend)
 
     # ------------------------------------------------------------------ judge
     def _prepare_judge(self, req: JudgeRequest) -> tuple[Any, list[Any]]:
@@ -155,11 +160,12 @@ class SandboxService:
                 raise InvalidRequest(f"{where}: {exc}") from None
         return judge, subs
 
-    def _judge_one(self, judge: Any, sub: Any) -> dict[str, Any]:
+    def _judge_one(self, judge: Any, sub: Any, admitted_at: float) -> dict[str, Any]:
         with self._lock:
             self._pending -= 1
         try:
-            return judge.judge(sub).to_dict()
+            with self.metrics.job(admitted_at):
+                return judge.judge(sub).to_dict()
         except SpecError as exc:
             raise InvalidRequest(str(exc)) from None
         # anything else is a bug in the core: it propagates (the HTTP edge answers 500 with its reason)
@@ -191,8 +197,8 @@ class SandboxService:
         """
         judge, subs = self._prepare_judge(req)
         self._admit(len(subs))
-        loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(self._judge_pool, self._judge_one, judge, s) for s in subs]
+        loop, now = asyncio.get_running_loop(), time.perf_counter()
+        futures = [loop.run_in_executor(self._judge_pool, self._judge_one, judge, s, now) for s in subs]
         results = await asyncio.gather(*futures, return_exceptions=True)
         for res in results:
             if isinstance(res, BaseException):
@@ -204,7 +210,7 @@ class SandboxService:
         return run_sync(self.ajudge(req))
 
     # ------------------------------------------------------------------ run
-    def _run_blocking(self, req: RunRequest) -> RunResponse:
+    def _run_blocking(self, req: RunRequest, admitted_at: float) -> RunResponse:
         from sandbox.core.spec import TestSpec
 
         with self._lock:
@@ -213,7 +219,8 @@ class SandboxService:
         job = judge.build_job(req.source, TestSpec(kind="stdio"), req.language)
         job = dataclasses.replace(job, tests=(TestInput(stdin=req.stdin),))
         try:
-            outcome = self.backend.execute(job)
+            with self.metrics.job(admitted_at):
+                outcome = judge.backend.execute(job)
         except SandboxError as exc:
             raise ServiceError(f"isolation backend failed: {exc}") from exc
         if outcome.status is OutcomeStatus.ERROR:
@@ -240,7 +247,8 @@ class SandboxService:
         """
         check_run_size(req, self.limits)
         self._admit(1)
-        return await asyncio.get_running_loop().run_in_executor(self._judge_pool, self._run_blocking, req)
+        return await asyncio.get_running_loop().run_in_executor(self._judge_pool, self._run_blocking, req,
+                                                                time.perf_counter())
 
     def run(self, req: RunRequest) -> RunResponse:
         """Blocking :meth:`arun`."""

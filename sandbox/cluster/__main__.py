@@ -1,0 +1,70 @@
+"""``python -m sandbox.cluster {deploy,shutdown}``: put the reward service on a running Ray cluster.
+
+Flags are the :class:`~sandbox.cluster.config.ClusterConfig` fields (``--http-port``,
+``--service '{"judge_workers": 16}'`` ...); each defaults to ``$ER_CLUSTER_<FIELD>`` when set.
+``deploy`` waits until ``/health`` answers 200 through the proxy and prints the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+from sandbox.cluster.config import ClusterConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("deploy", "shutdown"))
+    for f in dataclasses.fields(ClusterConfig):
+        default = os.environ.get(f"ER_CLUSTER_{f.name.upper()}", f.default)
+        kind = {int: int, float: float}.get(type(f.default), str)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
+                            help=f"{f.metadata['help']} (default: {default!r})")
+    parser.add_argument("--wait-judge-nodes", type=int, default=0, help="Judge nodes to wait for before deploying.")
+    parser.add_argument("--timeout-s", type=float, default=300.0, help="Wait for nodes and /health this long.")
+    return parser
+
+
+def _wait_healthy(url: str, timeout_s: float) -> None:
+    import httpx
+
+    deadline, last = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(f"{url}/health", timeout=30)
+            if resp.status_code == 200:
+                return
+            last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+        except httpx.TransportError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.5)
+    raise SystemExit(f"{url}/health did not answer 200 within {timeout_s} s (last: {last})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterConfig)}
+    try:
+        config = ClusterConfig(**fields)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from sandbox.cluster import deployment
+
+    if args.command == "shutdown":
+        deployment.shutdown(config)
+        return 0
+    url = deployment.deploy(config, wait_judge_nodes=args.wait_judge_nodes, timeout_s=args.timeout_s)
+    _wait_healthy(url, args.timeout_s)
+    print(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
