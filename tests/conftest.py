@@ -67,3 +67,39 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out)
     return out
+
+
+def vllm_available() -> tuple[bool, str]:
+    """Whether real vLLM imports here (``make venv-vllm`` builds a venv where it does)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return False, "vLLM is not installed in this venv (make venv-vllm; run with .venv-vllm/bin/python)"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny_dir(tmp_path_factory) -> Path:
+    """The tiny model's vLLM-loadable variant (head size 32, see ``er_tools.tiny_model.VLLM_OVERRIDES``)."""
+    from er_tools.tiny_model import VLLM_OVERRIDES, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model-vllm"), **VLLM_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def vllm_module():
+    """``import vllm`` with the CPU settings the tests use; required in CI (marker ``vllm``)."""
+    ok, why = vllm_available()
+    require(ok, why)
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: ~4 s to build, not ~25 s
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB
+    import vllm
+
+    return vllm
+
+
+@pytest.fixture(scope="session")
+def vllm_llm(vllm_module, vllm_tiny_dir):
+    """One real ``vllm.LLM`` on the tiny model (float32, prefix caching on), shared by the session."""
+    return vllm_module.LLM(model=str(vllm_tiny_dir), dtype="float32", max_model_len=512, enforce_eager=True,
+                           enable_prefix_caching=True, seed=0, disable_log_stats=False)
