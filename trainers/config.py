@@ -91,6 +91,8 @@ class ERTrainConfig:
     Attributes:
         reward_endpoint: ``er sandbox serve`` URL; ``None`` grades in-process.
         on_reward_error: ``none`` (a grader failure gives no reward, logged) or ``raise``.
+        reward_concurrency: reward requests in flight at once per process (the async
+            client splits a generation batch into ``batch_size`` requests).
 
     > Parameters that control the launch
 
@@ -126,6 +128,7 @@ class ERTrainConfig:
     hf_batch_size: int = field(default=16, metadata={"help": "Rows the HF backend decodes together."})
     reward_endpoint: str | None = field(default=None, metadata={"help": "Reward server URL; None grades in-process."})
     on_reward_error: str = field(default="none", metadata={"help": "On grader failure: none (no reward) or raise."})
+    reward_concurrency: int = field(default=16, metadata={"help": "Reward requests in flight at once (per process)."})
     output_dir: str = field(default="runs/er-grpo", metadata={"help": "Checkpoints and logs directory."})
     num_processes: int = field(default=1, metadata={"help": "Processes (GPUs); > 1 needs accelerate launch."})
     accelerate_config: str | None = field(default=None, metadata={"help": "Accelerate YAML for multi-GPU runs."})
@@ -141,7 +144,7 @@ class ERTrainConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset is required (e.g. 'embedded:math' or a .jsonl path), got {self.dataset!r}.")
         for name in ("think_budget_tokens", "solution_budget_tokens", "group_size", "hf_batch_size", "num_processes",
-                     "num_machines", "main_process_port"):
+                     "num_machines", "main_process_port", "reward_concurrency"):
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
             _positive_int("dataset_limit", self.dataset_limit)

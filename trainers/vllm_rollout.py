@@ -33,7 +33,12 @@ tensor; TRL supports vLLM 0.22-0.31) fails with ``'Parameter' object has no attr
 'weight_loader'``. :func:`install_weight_sync` then routes TRL's own parameter stream
 (``VLLMGeneration._iter_named_params``: its DeepSpeed/FSDP gathering, PEFT merging and
 name fixing) through vLLM's in-place reload API (``model_runner.reload_weights``) in one
-pass, and resets the prefix cache as TRL does. With vLLM <= 0.31 it changes nothing.
+pass, re-packs a tied ``lm_head`` (on CPU its GEMM copy would stay stale) and resets the
+prefix cache as TRL does. With vLLM <= 0.31 it changes nothing.
+
+dtype: TRL builds the colocated ``LLM`` with ``dtype="auto"``; vLLM then runs a float32
+checkpoint in bfloat16 on CPU, so colocate rollouts match the float32 policy to bf16
+precision (token-exact agreement is tested on float32 engines instead).
 
 On CPU TRL refuses server mode: ``VLLMClient.init_communicator`` raises
 ``NotImplementedError`` for a non-CUDA device (weight sync runs on vLLM's NCCL
@@ -83,11 +88,30 @@ def install_weight_sync(vllm_generation: Any) -> bool:
             vg._llm_weights_sleeping = False
         runner = vg.llm.llm_engine.model_executor.driver_worker.model_runner
         runner.reload_weights(weights_iterator=vg._iter_named_params(), is_checkpoint_format=True)
+        _refresh_tied(runner.get_model())
         vg.llm.reset_prefix_cache()
 
     sync_weights.__wrapped__ = original  # type: ignore[attr-defined]
     vllm_generation.sync_weights = sync_weights
     return True
+
+
+def _refresh_tied(model: Any) -> None:
+    """Re-run weight post-processing for modules that share a weight (a tied ``lm_head``).
+
+    The reload refreshes the module that owns the parameter (``embed_tokens``); on CPU the
+    tied ``lm_head`` keeps a GEMM copy packed from the old values (``cpu_linear``), so its
+    logits would stay stale.
+    """
+    by_weight: dict[int, list[Any]] = {}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if weight is not None and hasattr(module, "quant_method"):
+            by_weight.setdefault(id(weight), []).append(module)
+    for modules in by_weight.values():
+        if len(modules) > 1:
+            for module in modules:
+                module.quant_method.process_weights_after_loading(module)
 
 
 def trl_vllm_backend(trainer: Any, tokenizer: Any) -> Backend:
