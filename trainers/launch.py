@@ -30,7 +30,8 @@ from typing import Any, Sequence
 from trainers.config import ConfigError, ERTrainConfig
 
 __all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "check_model_fits", "format_plan", "grpo_kwargs",
-           "load_training_problems", "make_plan", "node_commands", "preflight", "resolve_model", "train", "vllm_missing"]
+           "load_training_problems", "make_plan", "node_commands", "preflight", "rehearsal_config", "resolve_model",
+           "train", "vllm_missing"]
 
 TINY = "tiny"
 
@@ -378,6 +379,45 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
 
         install_weight_sync(trainer.vllm_generation)
     return trainer
+
+
+#: GRPOConfig settings a CPU rehearsal replaces (GPU sizes, schedules, checkpointing)
+_REHEARSAL_GRPO = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "steps_per_generation": 1,
+                   "max_steps": 1, "bf16": False, "use_cpu": True, "model_init_kwargs": None, "save_strategy": "no",
+                   "report_to": "none", "gradient_checkpointing": False, "log_completions": False,
+                   "logging_steps": 1, "dataloader_num_workers": 0}
+
+
+def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
+    """The recipe shrunk to one real CPU step on the tiny model (``er train --rehearse``).
+
+    Budgets, loss, clipping, learning rate, backend and reward endpoint stay the
+    recipe's; the model becomes the tiny one, the data 4 embedded problems of the
+    recipe's task, the batch one GRPO group of 4 on one process, and GPU-only settings
+    are replaced (:data:`_REHEARSAL_GRPO`). Budgets are capped at 16 tokens each so the
+    tiny model's 512-token context holds them.
+
+    Args:
+        cfg: the recipe's config.
+        model: the model to rehearse on (``"tiny"``: built under the output directory).
+
+    """
+    import dataclasses
+
+    from er_env.data.loaders import EMBEDDED, HUB_SETS
+
+    task = HUB_SETS[cfg.dataset].task if cfg.dataset in HUB_SETS else EMBEDDED.get(cfg.dataset)
+    if task is None:
+        task = load_training_problems(cfg)[0].task
+    grpo = {**cfg.grpo, **_REHEARSAL_GRPO}
+    if cfg.backend == "vllm":
+        grpo["vllm_max_model_length"] = 512
+    return dataclasses.replace(
+        cfg, model=model, dataset=f"embedded:{task}", dataset_split=None, dataset_config=None, dataset_limit=4,
+        template=None, think_budget_tokens=min(cfg.think_budget_tokens, 16),
+        solution_budget_tokens=min(cfg.solution_budget_tokens, 16), group_size=4, num_processes=1, num_machines=1,
+        machine_rank=0, accelerate_config=None, output_dir=str(Path(cfg.output_dir).with_name(
+            Path(cfg.output_dir).name + "-rehearsal")), grpo=grpo)
 
 
 def train(cfg: ERTrainConfig) -> Any:
