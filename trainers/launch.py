@@ -267,13 +267,14 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
 def format_plan(plan: TrainPlan) -> str:
     """The plan as text for the terminal."""
     cfg = plan.config
+    mode = f" ({cfg.vllm_mode})" if cfg.backend == "vllm" else ""
     lines = [
         "Elastic Reasoning GRPO plan",
         f"  model:     {plan.model}  [{plan.model_note}]",
         f"  dataset:   {plan.dataset_note}",
         f"  budgets:   think t={cfg.think_budget_tokens}, solution s={cfg.solution_budget_tokens}, forced </think> "
         f"{'trained' if cfg.train_forced_token else 'masked (env_mask 0)'}",
-        f"  rollouts:  backend={cfg.backend}{f' ({cfg.vllm_mode})' if cfg.backend == 'vllm' else ''}, group_size={cfg.group_size}, temperature={cfg.temperature}, "
+        f"  rollouts:  backend={cfg.backend}{mode}, group_size={cfg.group_size}, temperature={cfg.temperature}, "
         f"top_p={cfg.top_p}, top_k={cfg.top_k}, seed={cfg.seed}",
         f"  reward:    {plan.reward_note}; grader failures -> {cfg.on_reward_error}",
         f"  processes: {cfg.num_processes}" + (f" on {cfg.num_machines} machines (main {cfg.main_process_ip}:"

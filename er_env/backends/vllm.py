@@ -1,4 +1,4 @@
-"""vLLM backend: one ``LLM.generate`` call per phase, prefix caching on.
+r"""vLLM backend: one ``LLM.generate`` call per phase, prefix caching on.
 
 :class:`VLLMBackend` is a thin translation of the budget protocol
 (``er_env.budget``, driven by :class:`~er_env.backends.two_phase.PhaseDriver`) into

@@ -99,8 +99,8 @@ def test_colocate_grpo_step_runs_and_logs_budget_metrics(colocate_trainer):
     logged = {k for h in trainer.state.log_history for k in h}
     assert trainer.state.global_step == 1
     assert "reward" in logged and "completions/mean_length" in logged
-    assert {"er/math_cut_share", "er/math_thinking_tokens_mean", "er/math_solution_tokens_mean", "er/math_reward_errors",
-            "er/math_reward_cut_mean"} <= logged
+    assert {"er/math_cut_share", "er/math_thinking_tokens_mean", "er/math_solution_tokens_mean",
+            "er/math_reward_errors", "er/math_reward_cut_mean"} <= logged
 
 
 def test_server_mode_through_trls_client(vllm_server, vllm_tiny_dir):
