@@ -74,7 +74,7 @@ _PRETOKENIZE_REGEX = (
 #: supports head sizes 32, 64, 80, ... but not the default's 64 / 4 = 16. Same width and
 #: layers, 2 query heads and 1 key/value head (head size 32):
 #: ``build_tiny_model(out, **VLLM_OVERRIDES)``. The default model is unchanged.
-VLLM_OVERRIDES = {"num_attention_heads": 2, "num_key_value_heads": 1}
+VLLM_OVERRIDES: dict[str, Any] = {"num_attention_heads": 2, "num_key_value_heads": 1}
 
 _CODE_TASKS = [
     ("returns the square of x", "Multiply x by itself.", "def f(x):\n    return x * x"),

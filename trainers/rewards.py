@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from er_env.data.schema import Problem
 from er_env.rewards.base import RewardError, RewardResult
@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 #: what a grader failure becomes: ``None`` (no reward, logged) or an exception
 ON_ERROR = ("none", "raise")
 
-TRLRewardFunc = Callable[..., list[float | None]]
+#: an async TRL reward function: ``await f(prompts=..., completions=..., **columns)``
+TRLRewardFunc = Callable[..., Awaitable[list[float | None]]]
 
 
 def problem_from_column(value: Any) -> Problem:
@@ -136,7 +137,10 @@ class _RewardFunc:
         if mine:
             batch = ([problems[i] for i in mine], [texts[i] for i in mine])
             acall = getattr(self.reward, "acall", None)
-            results = list(await acall(*batch) if acall is not None else await asyncio.to_thread(self.reward, *batch))
+            if acall is not None:
+                results = list(await acall(*batch))
+            else:
+                results = list(await asyncio.to_thread(self.reward, batch[0], batch[1]))
             if len(results) != len(mine):
                 raise RewardError(f"{self.__name__}: the grader returned {len(results)} results for {len(mine)}.")
             for i, res in zip(mine, results, strict=True):

@@ -204,7 +204,8 @@ class TRLServerBackend(Backend):
             everyone = gather_object([requests])
             if not any(everyone):
                 break
-            box = [self._serve(everyone, sampling) if getattr(self.accelerator, "is_main_process", True) else None]
+            main = getattr(self.accelerator, "is_main_process", True)
+            box: list[Any] = [self._serve(everyone, sampling) if main else None]
             broadcast_object_list(box, from_process=0)
             driver.apply(box[0][rank])
         return [t.result(text=self.decode(t.completion_ids)) for t in trackers]

@@ -23,13 +23,13 @@ GREEDY = SamplingConfig(temperature=0)
 
 
 @pytest.fixture(scope="module")
-def colocate_trainer(vllm_module, tmp_path_factory):
+def colocate_trainer(vllm_module, vllm_tiny_dir, tmp_path_factory):
     """``er train``'s own trainer for tiny_cpu with backend vllm (colocate), built from the recipe."""
     from trainers.config import load_recipe
     from trainers.launch import build_trainer
 
     out = tmp_path_factory.mktemp("grpo-vllm")
-    cfg = load_recipe("tiny_cpu", {"backend": "vllm", "output_dir": str(out),
+    cfg = load_recipe("tiny_cpu", {"backend": "vllm", "output_dir": str(out), "model": str(vllm_tiny_dir),
                                    "grpo": {"vllm_max_model_length": 512, "max_steps": 1}})
     return build_trainer(cfg)
 
