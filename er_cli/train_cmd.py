@@ -4,7 +4,8 @@
 :class:`trainers.config.ERTrainConfig` field is also a flag that overrides the recipe
 (``--think-budget-tokens 512``); ``--grpo '{max_steps: 10}'`` merges into the
 recipe's ``grpo`` mapping. ``--dry-run`` validates and prints the plan (and the
-``accelerate launch`` command for multi-GPU recipes) without loading weights.
+``accelerate launch`` command for multi-GPU recipes) without loading weights;
+``--rehearse`` then runs one real CPU step of the recipe on the tiny model.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", required=True, help="Recipe YAML path or shipped recipe name (tiny_cpu, ...).")
     parser.add_argument("--dry-run", action="store_true", help="Validate and print the plan; load no weights.")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="Resolve the recipe's model, dataset and reward endpoint, then run ONE real step of the "
+                        "recipe on CPU with the tiny model and 4 embedded problems (a laptop check of a cluster run).")
     add_dataclass_args(parser, ERTrainConfig)
     # only flags given on the command line override the recipe
     names = {f.name for f in dataclasses.fields(ERTrainConfig) if f.init}
@@ -72,6 +76,12 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         print("dry run: nothing loaded or trained.")
         return 0
+    if ns.rehearse:
+        from trainers.launch import rehearsal_config
+
+        cfg = rehearsal_config(cfg)
+        print(f"rehearsal: one CPU step on the tiny model, {cfg.dataset} x {cfg.dataset_limit}, backend "
+              f"{cfg.backend}, output {cfg.output_dir}", flush=True)
     trainer = train(cfg)
     state = trainer.state
     last = next((h for h in reversed(state.log_history) if "reward" in h), {})

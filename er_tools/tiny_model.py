@@ -40,6 +40,7 @@ __all__ = [
     "THINK_END",
     "build_tiny_tokenizer",
     "CHAT_TEMPLATE",
+    "VLLM_OVERRIDES",
     "TinyModelConfig",
     "build_tiny_model",
     "synthetic_corpus",
@@ -70,6 +71,12 @@ CHAT_TEMPLATE = (
 _PRETOKENIZE_REGEX = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
 )
+
+#: :class:`TinyModelConfig` overrides for a vLLM-loadable variant: vLLM's CPU attention
+#: supports head sizes 32, 64, 80, ... but not the default's 64 / 4 = 16. Same width and
+#: layers, 2 query heads and 1 key/value head (head size 32):
+#: ``build_tiny_model(out, **VLLM_OVERRIDES)``. The default model is unchanged.
+VLLM_OVERRIDES: dict[str, Any] = {"num_attention_heads": 2, "num_key_value_heads": 1}
 
 _CODE_TASKS = [
     ("returns the square of x", "Multiply x by itself.", "def f(x):\n    return x * x"),

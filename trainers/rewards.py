@@ -29,18 +29,20 @@ Example:
     >>> from er_env.data.schema import Problem
     >>> p = Problem(id="demo/0", task="math", question="What is 1 + 1?", answers=("2",))
     >>> reward = make_reward_func("math")
-    >>> reward(prompts=["demo/0"] * 2, completions=["", ""], completion_ids=[[], []],
-    ...        er_problem=[json.dumps(p.to_dict())] * 2,
-    ...        er_completion_text=["1 + 1 = 2.</think>The answer is \\boxed{2}.", "Hmm.</think>\\boxed{3}"])
+    >>> import asyncio
+    >>> asyncio.run(reward(prompts=["demo/0"] * 2, completions=["", ""], completion_ids=[[], []],
+    ...         er_problem=[json.dumps(p.to_dict())] * 2,
+    ...         er_completion_text=["1 + 1 = 2.</think>The answer is \\boxed{2}.", "Hmm.</think>\\boxed{3}"]))
     [1.0, 0.0]
 
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from er_env.data.schema import Problem
 from er_env.rewards.base import RewardError, RewardResult
@@ -52,7 +54,8 @@ logger = logging.getLogger(__name__)
 #: what a grader failure becomes: ``None`` (no reward, logged) or an exception
 ON_ERROR = ("none", "raise")
 
-TRLRewardFunc = Callable[..., list[float | None]]
+#: an async TRL reward function: ``await f(prompts=..., completions=..., **columns)``
+TRLRewardFunc = Callable[..., Awaitable[list[float | None]]]
 
 
 def problem_from_column(value: Any) -> Problem:
@@ -107,9 +110,14 @@ class _RewardFunc:
         eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
         return [decode_completion(self.tokenizer, ids, eos) for ids in completion_ids[:n]]
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
-                 **kwargs: Any) -> list[float | None]:
+    async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
+                       **kwargs: Any) -> list[float | None]:
         """Score this task's completions; ``None`` for other tasks and grader failures.
+
+        A coroutine: TRL runs async reward functions on its event loop, all of them
+        concurrently (``asyncio.gather``), and the whole generation batch goes to the
+        grader in one call, which the client splits into ``batch_size`` requests with at
+        most ``max_concurrency`` in flight.
 
         Raises:
             ValueError: the ``er_problem`` column is missing, or no completion text.
@@ -127,7 +135,12 @@ class _RewardFunc:
         mine = [i for i in range(n) if problems[i].task == self.task]
         out: list[float | None] = [None] * n
         if mine:
-            results = list(self.reward([problems[i] for i in mine], [texts[i] for i in mine]))
+            batch = ([problems[i] for i in mine], [texts[i] for i in mine])
+            acall = getattr(self.reward, "acall", None)
+            if acall is not None:
+                results = list(await acall(*batch))
+            else:
+                results = list(await asyncio.to_thread(self.reward, batch[0], batch[1]))
             if len(results) != len(mine):
                 raise RewardError(f"{self.__name__}: the grader returned {len(results)} results for {len(mine)}.")
             for i, res in zip(mine, results, strict=True):
@@ -146,14 +159,32 @@ class _RewardFunc:
         return None
 
     def _log(self, kwargs: Mapping[str, Any], mine: list[int], out: list[float | None]) -> None:
+        """Budget metrics of this task's completions, into TRL's metrics (every ``report_to`` gets them).
+
+        ``er/<task>_reward_errors`` (grader failures), ``_cut_share`` (thinking cut at
+        ``t``: ``think_finish_reason == "budget"``), ``_thinking_tokens_mean``,
+        ``_solution_tokens_mean``, ``_thinking_truncated_mean`` (any forced ``</think>``,
+        EOS-in-thinking included) and ``_reward_cut_mean`` / ``_reward_not_cut_mean``
+        (graded completions only; logged for batches that have such completions).
+        TRL averages each over a logging step.
+        """
         log_metric = kwargs.get("log_metric")
         if log_metric is None or not mine:
             return
-        log_metric(f"er/{self.task}_reward_errors", float(sum(out[i] is None for i in mine)))
+        prefix = f"er/{self.task}_"
+        log_metric(prefix + "reward_errors", float(sum(out[i] is None for i in mine)))
         for name in ("thinking_tokens", "solution_tokens", "thinking_truncated"):
             if name in kwargs:
                 values = [float(kwargs[name][i]) for i in mine]
-                log_metric(f"er/{self.task}_{name}_mean", sum(values) / len(values))
+                log_metric(f"{prefix}{name}_mean", sum(values) / len(values))
+        if "think_finish_reason" not in kwargs:
+            return
+        cut = {i for i in mine if kwargs["think_finish_reason"][i] == "budget"}
+        log_metric(prefix + "cut_share", len(cut) / len(mine))
+        for label, group in (("cut", [i for i in mine if i in cut]), ("not_cut", [i for i in mine if i not in cut])):
+            graded = [out[i] for i in group if out[i] is not None]
+            if graded:
+                log_metric(f"{prefix}reward_{label}_mean", sum(graded) / len(graded))  # type: ignore[arg-type]
 
 
 def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = "none", tokenizer: Any = None,
@@ -190,22 +221,22 @@ def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = 
     return _RewardFunc(task, reward, on_error, tokenizer, name or f"{task}_reward")
 
 
-def math_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
-                **kwargs: Any) -> list[float | None]:
+async def math_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
+                      **kwargs: Any) -> list[float | None]:
     r"""In-process math reward (``\boxed{}`` answer after ``</think>`` vs the gold answers).
 
     See :func:`make_reward_func`; the grader is built on first use and reused.
     """
-    return _default("math")(prompts, completions, completion_ids, **kwargs)
+    return await _default("math")(prompts, completions, completion_ids, **kwargs)
 
 
-def code_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
-                **kwargs: Any) -> list[float | None]:
+async def code_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
+                      **kwargs: Any) -> list[float | None]:
     """In-process code reward (the solution's program against the problem's tests).
 
     See :func:`make_reward_func`; the grader is built on first use and reused.
     """
-    return _default("code")(prompts, completions, completion_ids, **kwargs)
+    return await _default("code")(prompts, completions, completion_ids, **kwargs)
 
 
 _DEFAULTS: dict[str, TRLRewardFunc] = {}

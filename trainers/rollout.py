@@ -27,10 +27,11 @@ never use stale weights. ZeRO-3 with ``ds3_gather_for_generation=False`` is refu
 HF backend needs whole weights). These multi-GPU paths follow TRL's own generation code
 but have not been run by this project's tests (CPU only).
 
-vLLM: not supported inside TRL. TRL's ``vllm_generation`` (``use_vllm=True``) samples
-one unconstrained pass and has no two-phase forcing; calling this function on such a
-trainer raises :class:`NotImplementedError`. Use the ``hf`` backend for training, and
-``er_env.backends.vllm.VLLMBackend`` for evaluation/sampling outside the trainer.
+vLLM (``backend="vllm"``, the E1 recipes' default): with ``GRPOConfig(use_vllm=True)``
+(``vllm_mode`` ``"colocate"`` or ``"server"``) the two phases run as two batched calls on
+TRL's own vLLM engine, whose weights TRL syncs from the policy before each rollout; see
+:mod:`trainers.vllm_rollout`. ``backend="hf"`` on a vLLM trainer (and the reverse) is
+refused: the rollout would ignore the engine TRL keeps in sync.
 
 Logprobs: sampled tokens carry the backend's sampling logprob; forced ``</think>``
 tokens carry ``nan``, which TRL reads as "no sampling logprob" (no importance-sampling
@@ -68,7 +69,6 @@ from er_env.rollout import decode_completion
 
 __all__ = [
     "PROBLEM_COLUMN",
-    "VLLM_NOT_SUPPORTED",
     "TEXT_FIELD",
     "BackendFactory",
     "ElasticRolloutFunc",
@@ -87,12 +87,8 @@ TEXT_FIELD = "er_completion_text"
 #: builds a backend bound to the given (current) policy model and tokenizer
 BackendFactory = Callable[[Any, Any], Backend]
 
-VLLM_NOT_SUPPORTED = (
-    "Elastic Reasoning rollouts are not implemented for TRL's vLLM generation (use_vllm=True): TRL's "
-    "vllm_generation samples one unconstrained pass with no forced </think>. Train with the 'hf' backend "
-    "(backend: hf, use_vllm: false), which generates with the trainer's current weights, and use "
-    "er_env.backends.vllm.VLLMBackend for evaluation outside the trainer."
-)
+#: training generation backends: the live HF policy, or TRL's own vLLM
+ROLLOUT_BACKENDS = ("hf", "vllm")
 
 
 def problems_to_dataset(problems: Sequence[Problem]) -> Any:
@@ -240,11 +236,15 @@ class ElasticRolloutFunc:
         sampling: sampling settings. With a ``seed``, call ``k`` on process ``r`` of
             ``n`` samples with seed ``seed + k * n + r`` (reproducible, never repeated).
         backend_factory: ``factory(policy_model, tokenizer) -> Backend``, called on
-            every rollout with the current policy (default: :func:`hf_policy_backend`).
+            every rollout with the current policy (default: :func:`hf_policy_backend`);
+            only for ``backend="hf"``.
         template: prompt template name (default: per task).
+        backend: ``"hf"`` (the live policy, through ``backend_factory``) or ``"vllm"``
+            (TRL's own vLLM engine; the trainer needs ``use_vllm=True``).
 
     Raises:
-        ValueError: no problems, duplicate ids, or a bad ``budget``/``sampling`` type.
+        ValueError: no problems, duplicate ids, a bad ``budget``/``sampling`` type, or
+            an unknown backend.
 
     """
 
@@ -256,7 +256,13 @@ class ElasticRolloutFunc:
         *,
         backend_factory: BackendFactory | None = None,
         template: str | None = None,
+        backend: str = "hf",
     ) -> None:
+        if backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"Unknown rollout backend {backend!r}; use one of {ROLLOUT_BACKENDS}.")
+        if backend == "vllm" and backend_factory is not None:
+            raise ValueError("backend_factory builds HF-style backends around the policy; backend 'vllm' uses TRL's "
+                             "own engine. Pass one or the other.")
         if not isinstance(budget, Budget):
             raise ValueError(f"budget must be an er_env.budget.Budget, got {budget!r}.")
         if sampling is not None and not isinstance(sampling, SamplingConfig):
@@ -270,8 +276,10 @@ class ElasticRolloutFunc:
             raise ValueError("ElasticRolloutFunc got no problems.")
         self.budget = budget
         self.sampling = sampling or SamplingConfig()
+        self.backend_name = backend
         self.backend_factory = backend_factory or hf_policy_backend()
         self.template = template
+        self._vllm_backend: tuple[Any, Backend] | None = None
         self.calls = 0
         self._prompt_cache: dict[str, list[int]] = {}
         self.__name__ = "elastic_rollout"
@@ -316,6 +324,23 @@ class ElasticRolloutFunc:
                 "same value (ERTrainConfig.temperature does)."
             )
 
+    def _check_backend(self, trainer: Any) -> None:
+        uses_vllm = bool(getattr(trainer, "use_vllm", False))
+        if uses_vllm and self.backend_name != "vllm":
+            raise ValueError("The trainer runs TRL's vLLM (use_vllm=True) but this rollout uses backend 'hf', which "
+                             "would ignore it; use backend 'vllm' (ERTrainConfig backend: vllm), or use_vllm=False.")
+        if not uses_vllm and self.backend_name == "vllm":
+            raise ValueError("backend 'vllm' generates on TRL's vLLM engine, but the trainer has use_vllm=False; "
+                             "build it with use_vllm=True (ERTrainConfig backend: vllm does), or use backend 'hf'.")
+
+    def _trl_vllm(self, trainer: Any, tokenizer: Any) -> Backend:
+        """The backend on ``trainer.vllm_generation`` (built once per trainer)."""
+        if self._vllm_backend is None or self._vllm_backend[0] is not trainer:
+            from trainers.vllm_rollout import trl_vllm_backend
+
+            self._vllm_backend = (trainer, trl_vllm_backend(trainer, tokenizer))
+        return self._vllm_backend[1]
+
     def __call__(self, prompts: Sequence[Any], trainer: Any) -> dict[str, list[Any]]:
         """Generate one budgeted completion per prompt with the trainer's current policy.
 
@@ -327,23 +352,26 @@ class ElasticRolloutFunc:
             See :func:`completions_to_trl`.
 
         Raises:
-            NotImplementedError: the trainer uses TRL's vLLM generation.
-            ValueError: the sampling temperature differs from ``GRPOConfig.temperature``.
+            ValueError: the sampling temperature differs from ``GRPOConfig.temperature``,
+                or the backend does not match ``use_vllm``.
             KeyError: a prompt is not a known problem id.
             BackendError: generation failed or returned the wrong number of completions.
 
         """
-        if getattr(trainer, "use_vllm", False):
-            raise NotImplementedError(VLLM_NOT_SUPPORTED)
+        self._check_backend(trainer)
         self._check_temperature(trainer)
         problems = [self.lookup(p) for p in prompts]
         pc = trainer.processing_class
         tokenizer = getattr(pc, "tokenizer", pc)  # a processor wraps its tokenizer
         prompt_ids = [self._prompt_ids(p, tokenizer) for p in problems]
         sampling = self._sampling_for_call(trainer)
-        with current_policy(trainer) as model:
-            backend = self.backend_factory(model, tokenizer)
+        if self.backend_name == "vllm":  # TRL synced its engine's weights before calling us
+            backend = self._trl_vllm(trainer, tokenizer)
             completions = backend.generate(prompt_ids, self.budget, sampling)
+        else:
+            with current_policy(trainer) as model:
+                backend = self.backend_factory(model, tokenizer)
+                completions = backend.generate(prompt_ids, self.budget, sampling)
         self.calls += 1
         if len(completions) != len(prompts):
             raise BackendError(f"Backend returned {len(completions)} completions for {len(prompts)} prompts.")
@@ -367,9 +395,9 @@ def make_rollout_func(
         problems: the training problems (the dataset from :func:`problems_to_dataset`).
         budget: thinking/solution budgets.
         sampling: sampling settings (temperature, top-p, seed...).
-        backend: ``"hf"`` (generate with the trainer's live policy). ``"vllm"`` is
-            not supported inside TRL (see the module docstring).
-        backend_factory: overrides ``backend``: ``factory(policy_model, tokenizer)``.
+        backend: ``"hf"`` (generate with the trainer's live policy) or ``"vllm"``
+            (TRL's own vLLM engine, ``use_vllm=True``; see :mod:`trainers.vllm_rollout`).
+        backend_factory: overrides ``backend="hf"``: ``factory(policy_model, tokenizer)``.
         hf_batch_size: rows decoded together by the HF backend.
         template: prompt template name (default: per task).
 
@@ -377,14 +405,13 @@ def make_rollout_func(
         The rollout function.
 
     Raises:
-        NotImplementedError: ``backend="vllm"``.
         ValueError: an unknown backend, or see :class:`ElasticRolloutFunc`.
 
     """
-    if backend_factory is None:
-        if backend == "vllm":
-            raise NotImplementedError(VLLM_NOT_SUPPORTED)
-        if backend != "hf":
-            raise ValueError(f"Unknown training backend {backend!r}; use 'hf' (or pass backend_factory=...).")
+    if backend not in ROLLOUT_BACKENDS:
+        raise ValueError(f"Unknown training backend {backend!r}; use one of {ROLLOUT_BACKENDS} (or pass "
+                         "backend_factory=...).")
+    if backend == "hf" and backend_factory is None:
         backend_factory = hf_policy_backend(hf_batch_size)
-    return ElasticRolloutFunc(problems, budget, sampling, backend_factory=backend_factory, template=template)
+    return ElasticRolloutFunc(problems, budget, sampling, backend_factory=backend_factory, template=template,
+                              backend=backend)

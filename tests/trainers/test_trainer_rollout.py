@@ -87,12 +87,15 @@ def test_seeded_calls_do_not_repeat(tiny_trainer, math_problems):
     assert first["completion_ids"] != second["completion_ids"]
 
 
-def test_vllm_is_refused_with_the_alternative(math_problems):
-    with pytest.raises(NotImplementedError, match="'hf' backend"):
-        make_rollout_func(math_problems, TINY_BUDGET, backend="vllm")
+def test_backend_must_match_use_vllm(math_problems):
     fn = make_rollout_func(math_problems, TINY_BUDGET)
-    with pytest.raises(NotImplementedError, match="use_vllm"):
+    with pytest.raises(ValueError, match="use backend 'vllm'"):
         fn([math_problems[0].id], types.SimpleNamespace(use_vllm=True))
+    fn = make_rollout_func(math_problems, TINY_BUDGET, backend="vllm")
+    with pytest.raises(ValueError, match="use_vllm=False"):
+        fn([math_problems[0].id], types.SimpleNamespace(use_vllm=False))
+    with pytest.raises(ValueError, match="Pass one or the other"):
+        make_rollout_func(math_problems, TINY_BUDGET, backend="vllm", backend_factory=lambda m, t: None)
     with pytest.raises(ValueError, match="Unknown training backend 'openai'"):
         make_rollout_func(math_problems, TINY_BUDGET, backend="openai")
 
