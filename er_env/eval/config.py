@@ -162,10 +162,12 @@ class EvalConfig:
 
     @property
     def endpoints(self) -> list[str]:
+        """The OpenAI endpoints to shard samples over."""
         return [e.strip() for e in (self.endpoint or "").split(",") if e.strip()]
 
     @property
     def method_names(self) -> list[str]:
+        """The method names to run, in order."""
         names = [m.strip() for m in self.methods.split(",") if m.strip()]
         if not names:
             raise EvalError("--methods is empty; give e.g. elastic,truncation,s1.")
@@ -173,10 +175,12 @@ class EvalConfig:
 
     @property
     def datasets(self) -> list[str]:
+        """The dataset names to run, in order."""
         return [d.strip() for d in self.dataset.split(",") if d.strip()]
 
     @property
     def ks(self) -> list[int]:
+        """The k values of pass@k."""
         if self.pass_k is None:
             return sorted({1, self.samples})
         try:
@@ -188,11 +192,13 @@ class EvalConfig:
         return ks
 
     def budget_list(self) -> list[Budget]:
+        """The parsed budgets, in order."""
         budgets = parse_budgets(self.budgets, self.max_tokens)
         return [Budget(think=b.think, solution=b.solution, max_tokens=b.max_tokens,
                        eos_in_thinking=self.eos_in_thinking) if b.constrained else b for b in budgets]
 
     def sampling_dict(self) -> dict[str, Any]:
+        """The sampling settings as a plain dict (stored with every sample)."""
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "seed": self.seed}
 
 

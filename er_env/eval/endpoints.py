@@ -75,8 +75,10 @@ class EndpointPool(Backend):
         return out  # type: ignore[return-value]
 
     def encode(self, text: str) -> list[int]:
+        """Tokenize text without special tokens."""
         return self.members[0].encode(text)
 
     def close(self) -> None:
+        """Close every backend of the pool."""
         for m in self.members:
             m.close()

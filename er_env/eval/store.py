@@ -70,9 +70,11 @@ class SampleStore:
             self._rows[unit] = row
 
     def has(self, key: str, problem_id: str, sample_index: int) -> bool:
+        """Whether a sample with these keys is stored."""
         return (key, problem_id, sample_index) in self._rows
 
     def get(self, key: str, problem_id: str, sample_index: int) -> dict[str, Any] | None:
+        """The stored sample with these keys, or ``None``."""
         return self._rows.get((key, problem_id, sample_index))
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:

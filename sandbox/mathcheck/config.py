@@ -9,7 +9,7 @@ __all__ = ["MathCheckerConfig", "EquivalenceConfig"]
 
 @dataclass
 class MathCheckerConfig:
-    """Settings of a :class:`MathChecker`.
+    r"""Settings of a :class:`MathChecker`.
 
     > Parameters that control time and processes
 
