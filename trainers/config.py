@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from er_env.rewards.base import ON_REWARD_ERROR
+
 __all__ = ["BACKENDS", "RECIPES_DIR", "RESERVED_GRPO_KEYS", "ConfigError", "ERTrainConfig", "load_recipe",
            "resolve_recipe_path"]
 
@@ -29,7 +31,6 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 #: training generation backends: ``hf`` (the live policy, CPU fallback) or ``vllm`` (TRL's own vLLM)
 BACKENDS = ("hf", "vllm")
 VLLM_MODES = ("colocate", "server")
-ON_REWARD_ERROR = ("none", "raise")
 
 #: GRPOConfig fields set from ERTrainConfig fields (``grpo`` key -> the field to use instead)
 RESERVED_GRPO_KEYS = {
@@ -90,7 +91,7 @@ class ERTrainConfig:
 
     Attributes:
         reward_endpoint: ``er sandbox serve`` URL; ``None`` grades in-process.
-        on_reward_error: ``none`` (a grader failure gives no reward, logged) or ``raise``.
+        on_reward_error: ``record`` (a grader failure gives no reward, logged and counted) or ``raise``.
         reward_concurrency: reward requests in flight at once per process (the async
             client splits a generation batch into ``batch_size`` requests).
 
@@ -127,7 +128,8 @@ class ERTrainConfig:
     vllm_mode: str = field(default="colocate", metadata={"help": "TRL vLLM mode: colocate or server (trl vllm-serve)."})
     hf_batch_size: int = field(default=16, metadata={"help": "Rows the HF backend decodes together."})
     reward_endpoint: str | None = field(default=None, metadata={"help": "Reward server URL; None grades in-process."})
-    on_reward_error: str = field(default="none", metadata={"help": "On grader failure: none (no reward) or raise."})
+    on_reward_error: str = field(default="record", metadata={
+        "help": "On grader failure: record (no reward for it, logged and counted) or raise."})
     reward_concurrency: int = field(default=16, metadata={"help": "Reward requests in flight at once (per process)."})
     output_dir: str = field(default="runs/er-grpo", metadata={"help": "Checkpoints and logs directory."})
     num_processes: int = field(default=1, metadata={"help": "Processes (GPUs); > 1 needs accelerate launch."})
@@ -163,7 +165,8 @@ class ERTrainConfig:
             raise ConfigError(f"vllm_mode must be one of {VLLM_MODES}, got {self.vllm_mode!r}.")
         self._check_machines()
         if self.on_reward_error not in ON_REWARD_ERROR:
-            raise ConfigError(f"on_reward_error must be one of {ON_REWARD_ERROR}, got {self.on_reward_error!r}.")
+            raise ConfigError(f"on_reward_error must be one of {ON_REWARD_ERROR}, got {self.on_reward_error!r} "
+                              "(the same values as er_env.rewards, rollouts and environments).")
         if self.reward_endpoint is not None and not str(self.reward_endpoint).startswith(("http://", "https://")):
             raise ConfigError(f"reward_endpoint must be an http(s) URL or null, got {self.reward_endpoint!r}.")
         if not isinstance(self.grpo, Mapping):

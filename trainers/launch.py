@@ -369,7 +369,7 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     check_model_fits(cfg, model, tokenizer, [len(render_prompt(p, tokenizer, cfg.template)[1]) for p in problems])
     client = {"max_concurrency": cfg.reward_concurrency}
     reward_funcs: list[Any] = [
-        make_reward_func(task, cfg.reward_endpoint, on_error=cfg.on_reward_error, client_options=client)
+        make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client)
         for task in sorted({p.task for p in problems})]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")

@@ -17,9 +17,10 @@ What each function reads:
   which drops a special ``</think>``, and the graders need it to find the solution.
 
 Grader failures are never a silent 0. A result with ``is_error`` (sandbox down,
-checker crash) becomes ``None`` (TRL then gives that completion no advantage and
+checker crash) becomes ``None``, TRL's spelling of the ``nan`` that
+``er_env.rewards`` uses everywhere (TRL then gives that completion no advantage and
 excludes it from its group's baseline) and is logged as a warning and as the
-``er/<task>_reward_errors`` metric; with ``on_error="raise"`` it raises
+``er/<task>_reward_errors`` metric; with ``on_reward_error="raise"`` it raises
 :class:`~er_env.rewards.base.RewardError` instead. Problems of another task also get
 ``None`` (TRL's "not applicable"), so ``[math_reward, code_reward]`` can train on a
 mixed dataset.
@@ -45,14 +46,13 @@ import logging
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from er_env.data.schema import Problem
-from er_env.rewards.base import RewardError, RewardResult
+from er_env.rewards.base import RewardError, RewardResult, check_on_reward_error
 
-__all__ = ["ON_ERROR", "TRLRewardFunc", "code_reward", "make_reward_func", "math_reward", "problem_from_column"]
+__all__ = ["TRLRewardFunc", "code_reward", "make_reward_func", "math_reward", "problem_from_column"]
 
 logger = logging.getLogger(__name__)
 
 #: what a grader failure becomes: ``None`` (no reward, logged) or an exception
-ON_ERROR = ("none", "raise")
 
 #: an async TRL reward function: ``await f(prompts=..., completions=..., **columns)``
 TRLRewardFunc = Callable[..., Awaitable[list[float | None]]]
@@ -80,8 +80,8 @@ def problem_from_column(value: Any) -> Problem:
 class _RewardFunc:
     """The callable :func:`make_reward_func` returns (a class so it pickles and names itself)."""
 
-    def __init__(self, task: str, reward: Any, on_error: str, tokenizer: Any, name: str) -> None:
-        self.task, self.reward, self.on_error, self.tokenizer = task, reward, on_error, tokenizer
+    def __init__(self, task: str, reward: Any, on_reward_error: str, tokenizer: Any, name: str) -> None:
+        self.task, self.reward, self.on_reward_error, self.tokenizer = task, reward, on_reward_error, tokenizer
         self.__name__ = name
         self._problems: dict[str, Problem] = {}
 
@@ -121,7 +121,7 @@ class _RewardFunc:
 
         Raises:
             ValueError: the ``er_problem`` column is missing, or no completion text.
-            RewardError: a grader failed and ``on_error="raise"``.
+            RewardError: a grader failed and ``on_reward_error="raise"``.
 
         """
         from trainers.rollout import PROBLEM_COLUMN
@@ -153,7 +153,7 @@ class _RewardFunc:
             return float(res.reward)
         msg = (f"{self.__name__}: grader failed on {problem.id!r} (verdict {res.verdict!r}, "
                f"{dict(res.details).get('error', dict(res.details))!r:.300}); no reward for this completion")
-        if self.on_error == "raise":
+        if self.on_reward_error == "raise":
             raise RewardError(msg)
         logger.warning(msg)
         return None
@@ -187,15 +187,16 @@ class _RewardFunc:
                 log_metric(f"{prefix}reward_{label}_mean", sum(graded) / len(graded))  # type: ignore[arg-type]
 
 
-def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = "none", tokenizer: Any = None,
+def make_reward_func(task: str, endpoint: str | None = None, *, on_reward_error: str = "record",
+                     tokenizer: Any = None,
                      reward: Any = None, name: str | None = None, **reward_kwargs: Any) -> TRLRewardFunc:
     """A TRL reward function for ``task``, backed by ``er_env.rewards.default_reward``.
 
     Args:
         task: ``"math"`` or ``"code"``.
         endpoint: reward server URL (``er sandbox serve``); ``None`` grades in-process.
-        on_error: ``"none"`` (a grader failure gives ``None`` and a warning) or
-            ``"raise"`` (:class:`~er_env.rewards.base.RewardError`).
+        on_reward_error: ``"record"`` (a grader failure gives ``None``, TRL's "no reward", a warning
+            and the ``er/<task>_reward_errors`` metric) or ``"raise"`` (:class:`~er_env.rewards.base.RewardError`).
         tokenizer: decodes ``completion_ids`` when the rollout gave no completion text.
         reward: an ``er_env`` reward function to wrap instead of the default one.
         name: the function's ``__name__`` (TRL's metric key); default ``"<task>_reward"``. Give
@@ -207,18 +208,17 @@ def make_reward_func(task: str, endpoint: str | None = None, *, on_error: str = 
         named ``"<task>_reward"`` (TRL logs it as ``rewards/<task>_reward/mean``).
 
     Raises:
-        ValueError: an unknown task or ``on_error``.
+        ValueError: an unknown task or ``on_reward_error``.
 
     """
     if task not in ("math", "code"):
         raise ValueError(f"task must be 'math' or 'code', got {task!r}.")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}.")
+    check_on_reward_error(on_reward_error, "make_reward_func")
     if reward is None:
         from er_env.rewards import default_reward
 
         reward = default_reward(task, endpoint=endpoint, **reward_kwargs)
-    return _RewardFunc(task, reward, on_error, tokenizer, name or f"{task}_reward")
+    return _RewardFunc(task, reward, on_reward_error, tokenizer, name or f"{task}_reward")
 
 
 async def math_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,

@@ -89,7 +89,7 @@ def test_grader_failure_is_none_and_logged(math_problems, caplog):
     assert got == [1.0, None]
     assert "checker died" in caplog.text and math_problems[1].id in caplog.text
     assert metrics["er/math_reward_errors"] == 1.0 and metrics["er/math_thinking_tokens_mean"] == 4.0
-    strict = make_reward_func("math", reward=_FlakyGrader(), on_error="raise")
+    strict = make_reward_func("math", reward=_FlakyGrader(), on_reward_error="raise")
     with pytest.raises(RewardError, match="checker died"):
         asyncio.run(strict(prompts=["p", "q"], completions=["", ""], **kwargs))
 
@@ -133,8 +133,8 @@ def test_bad_inputs_are_explained(math_problems):
         asyncio.run(make_reward_func("math")(prompts=["p"], completions=[""], **{TEXT_FIELD: ["x"]}))
     with pytest.raises(ValueError, match="task must be"):
         make_reward_func("physics")
-    with pytest.raises(ValueError, match="on_error"):
-        make_reward_func("math", on_error="zero")
+    with pytest.raises(ValueError, match="on_reward_error must be one of .*'zero'"):
+        make_reward_func("math", on_reward_error="zero")
     with pytest.raises(ValueError, match="not valid JSON"):
         problem_from_column("{oops")
     assert problem_from_column(math_problems[0].to_dict()) == math_problems[0]

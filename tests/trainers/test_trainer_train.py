@@ -12,7 +12,6 @@ from er_env.rewards.base import RewardResult, solution_phase
 from trainers.rewards import make_reward_func
 from trainers.rollout import make_rollout_func, problems_to_dataset
 
-
 DENSE_SEEN: list[list[float]] = []
 
 
@@ -52,7 +51,8 @@ def test_grpo_trains_on_budgeted_rollouts(tiny_model_dir, math_problems, make_gr
         warnings.simplefilter("ignore")
         trainer = RecordingTrainer(
             model=str(tiny_model_dir), processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
-            reward_funcs=[make_reward_func("math", reward=solution_length, name="solution_length"), make_reward_func("math")],
+            reward_funcs=[make_reward_func("math", reward=solution_length, name="solution_length"),
+                          make_reward_func("math")],
             args=make_grpo_args(tmp_path, max_steps=2), train_dataset=problems_to_dataset(math_problems),
             rollout_func=recording_rollout,
         )
