@@ -53,8 +53,9 @@ import math
 from typing import Any, Sequence
 
 from er_env.backends.base import Backend, BackendError, SamplingConfig
-from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, default_eos_ids, token_id_prompts
-from er_env.budget import Budget, BudgetedCompletion, BudgetTracker, SpecialTokens
+from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, token_id_prompts
+from er_env.budget import Budget, BudgetedCompletion, BudgetTracker
+from er_env.tokens import model_eos_ids, special_tokens
 
 __all__ = ["TRLServerBackend", "install_weight_sync", "trl_vllm_backend"]
 
@@ -134,11 +135,11 @@ def trl_vllm_backend(trainer: Any, tokenizer: Any) -> Backend:
                              "parallelism, or vllm_tensor_parallel_size: 1.")
         from er_env.backends.vllm import VLLMBackend
 
-        eos = default_eos_ids(tokenizer, model_path) or None
+        eos = model_eos_ids(tokenizer, model_path) or None
         return _SleepAware(VLLMBackend(vg.llm, tokenizer=tokenizer, eos_ids=eos), vg)
     context = getattr(getattr(getattr(trainer, "model", None), "config", None), "max_position_embeddings", None)
     return TRLServerBackend(vg, trainer.accelerator, tokenizer, context_length=vg.max_model_length or context,
-                            eos_ids=default_eos_ids(tokenizer, model_path) or None)
+                            eos_ids=model_eos_ids(tokenizer, model_path) or None)
 
 
 class _SleepAware(Backend):
@@ -182,7 +183,7 @@ class TRLServerBackend(Backend):
         self.vg, self.accelerator, self.tokenizer = vllm_generation, accelerator, tokenizer
         self.context_length = context_length
         self.think_end_text = think_end
-        self.special = SpecialTokens.from_tokenizer(tokenizer, think_end=think_end, eos_ids=eos_ids)
+        self.special = special_tokens(tokenizer, think_end=think_end, eos_ids=eos_ids)
         self.calls = 0
 
     def generate(self, prompts: Sequence[Sequence[int]], budget: Budget,
