@@ -26,8 +26,8 @@ from er_env.data.schema import Problem
 from er_env.data.templates import render_prompt
 from er_tools.tiny_model import BOS, CHAT_TEMPLATE, EOS, THINK_END, build_tiny_model
 
-__all__ = ["DEMO_MODEL_VERSION", "DEMO_MODEL_SETTINGS", "build_demo_model", "demo_completion", "demo_documents",
-           "is_demo_model"]
+__all__ = ["DEMO_MODEL_VERSION", "DEMO_MODEL_SETTINGS", "TemplateOnlyTokenizer", "build_demo_model", "demo_completion",
+           "demo_documents", "is_demo_model"]
 
 #: bump when the documents or settings change, so cached demo models are rebuilt
 DEMO_MODEL_VERSION = 1
@@ -40,13 +40,19 @@ DEMO_MODEL_SETTINGS: dict[str, Any] = {
 _MARKER = "er_demo_model.json"
 
 
-class _TemplateOnly:
-    """Duck-typed tokenizer that only renders the tiny model's chat template (for prompt texts)."""
+class TemplateOnlyTokenizer:
+    """Duck-typed tokenizer that only renders the tiny model's chat template (for prompt texts).
+
+    Training texts must be written before the tiny model's tokenizer exists (the tokenizer is
+    trained on them); this renders the prompt :func:`~er_env.data.templates.render_prompt` will
+    produce with the saved tokenizer.
+    """
 
     chat_template = CHAT_TEMPLATE
 
     def apply_chat_template(self, messages: Sequence[dict], tokenize: bool = False,
                             add_generation_prompt: bool = True) -> str:
+        """Render ``messages`` with the tiny model's chat template (text only)."""
         import jinja2
 
         env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
@@ -54,6 +60,7 @@ class _TemplateOnly:
             messages=messages, bos_token=BOS, eos_token=EOS, add_generation_prompt=add_generation_prompt)
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """No ids: there is no vocabulary yet (only the prompt text is used)."""
         return []
 
 
@@ -95,7 +102,7 @@ def demo_documents(problems: Sequence[Problem], tokenizer: Any = None) -> list[s
         One document per problem.
 
     """
-    tok = tokenizer if tokenizer is not None else _TemplateOnly()
+    tok = tokenizer if tokenizer is not None else TemplateOnlyTokenizer()
     return [render_prompt(p, tok)[0] + demo_completion(p) + EOS for p in problems]
 
 
