@@ -21,7 +21,7 @@ One command runs the whole experiment (each stage is skipped when its output exi
    difference to the start model).
 
 Writes ``<out>/results.json``, ``<out>/er_effect.png`` and prints a Markdown table.
-Needs the ``train`` and ``bench`` extras (TRL, matplotlib).
+Needs the ``train`` and ``eval`` extras (TRL, matplotlib).
 """
 
 from __future__ import annotations
