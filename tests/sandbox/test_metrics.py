@@ -85,10 +85,17 @@ def test_sigkilled_worker_job_is_retried_and_counted(served):
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(client.post("/judge", json=slow).json()))
     thread.start()
-    time.sleep(0.6)  # the job is running on one of the two workers: kill both (the idle one is respawned on use)
-    pids = [w.proc.pid for w in backend._pool.workers() if w.alive()]
-    for pid in pids:
-        os.killpg(pid, signal.SIGKILL)
+    pool = backend._pool
+    deadline = time.monotonic() + 30
+    busy: list = []
+    while not busy and time.monotonic() < deadline:  # wait until the job sits on a worker (slow under load)
+        time.sleep(0.1)
+        with pool._cond:
+            busy = [w for slot, w in pool._workers.items() if slot not in pool._idle and w.alive()]
+    assert busy, "the job never reached a worker"
+    time.sleep(0.3)
+    for w in busy:  # kill the worker running the job; the retry then runs on a live or fresh one
+        os.killpg(w.proc.pid, signal.SIGKILL)
     thread.join(60)
     (res,) = result["results"]
     assert res["verdict"] == "AC", res  # not INTERNAL_ERROR: the job ran again on a fresh worker
