@@ -163,3 +163,19 @@ def vllm_server(vllm_module, vllm_tiny_dir, tmp_path_factory):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def backend(tiny_model_dir):
+    """An HF backend on the session's tiny model (CPU)."""
+    from er_env.backends.hf import HFBackend
+
+    return HFBackend(str(tiny_model_dir), device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def prompts(backend) -> list[list[int]]:
+    """Chat-formatted prompts of different lengths (math and code)."""
+    from er_tools.tiny_model import tiny_prompts
+
+    return [backend.chat_prompt(q) for q in tiny_prompts(4)]

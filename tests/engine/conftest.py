@@ -16,19 +16,6 @@ def tiny_multi_dir(tmp_path_factory) -> Path:
     return build_tiny_model(out, think_end_single_token=False, train_steps=60)
 
 
-@pytest.fixture(scope="session")
-def backend(tiny_model_dir):
-    from er_env.backends.hf import HFBackend
-
-    return HFBackend(str(tiny_model_dir), device="cpu", batch_size=8)
-
-
-@pytest.fixture(scope="session")
-def prompts(backend) -> list[list[int]]:
-    """Chat-formatted prompts of different lengths (math and code)."""
-    from er_tools.tiny_model import tiny_prompts
-
-    return [backend.chat_prompt(q) for q in tiny_prompts(4)]
 
 
 @pytest.fixture(autouse=True)

@@ -8,20 +8,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def backend(tiny_model_dir):
-    from er_env.backends.hf import HFBackend
-
-    return HFBackend(str(tiny_model_dir), device="cpu", batch_size=8)
-
-
-@pytest.fixture(scope="session")
-def prompts(backend) -> list[list[int]]:
-    from er_tools.tiny_model import tiny_prompts
-
-    return [backend.chat_prompt(q) for q in tiny_prompts(4)]
-
-
-@pytest.fixture(scope="session")
 def long_context_model_dir(tmp_path_factory) -> Path:
     """A tiny model with a 2048-token context (Codeforces prompts are ~850+ tokens); random weights."""
     from er_tools.tiny_model import build_tiny_model
