@@ -184,8 +184,11 @@ class _Worker:
     def request(self, job: dict, deadline_s: float) -> dict:
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
-        stdin.write(json.dumps(job).encode() + b"\n")
-        stdin.flush()
+        try:
+            stdin.write(json.dumps(job).encode() + b"\n")
+            stdin.flush()
+        except BrokenPipeError as exc:  # it had exited (all its ends closed): the job never reached it
+            raise _WorkerGone(f"process worker had exited before the job (exit status {self.proc.poll()})") from exc
         fd = stdout.fileno()
         end = time.monotonic() + deadline_s
         line = self._buf.pop_line()
@@ -213,6 +216,10 @@ class _Worker:
 
 class _WorkerDied(SandboxError):
     """The worker process exited under a job (the job may be sent to another worker)."""
+
+
+class _WorkerGone(_WorkerDied):
+    """The worker had exited before the job was written to it (the job never ran: always safe to resend)."""
 
 
 def _exited(worker: _Worker, wait_s: float = 1.0) -> bool:
@@ -270,22 +277,34 @@ class ProcessBackend(IsolationBackend):
         """Run ``job`` on an idle worker (blocks until one is free). See the base class.
 
         A job whose worker died under it (killed from outside, crashed) is sent once more to a
-        fresh worker; a worker that went silent past the job's deadline is not retried.
+        fresh worker; a worker that went silent past the job's deadline is not retried. A worker
+        found dead when the job is written to it (it died while idle, before the pool noticed)
+        never ran the job, so the job goes to the next worker without using up that one retry
+        (at most ``2 * workers + 1`` such hand-outs, so a pool whose workers die at start still
+        fails).
         """
-        for attempt in (0, 1):
+        died_under_job, gone = 0, 0
+        while True:
             try:
                 return self._execute_once(job)
-            except _WorkerDied:
-                if attempt or self._pool.closed:
+            except _WorkerGone:
+                gone += 1
+                if gone > 2 * self.config.workers or self._pool.closed:
                     raise
-                self.job_retries += 1
-        raise AssertionError("unreachable")
+            except _WorkerDied:
+                died_under_job += 1
+                if died_under_job > 1 or self._pool.closed:
+                    raise
+            self.job_retries += 1
 
     def _execute_once(self, job: RunJob) -> RunOutcome:
         slot, worker = self._pool.acquire()
         owned = {**job.to_wire(), "sandbox_uid": worker.uid, "sandbox_gid": worker.uid, "sweep_uid": True}
         try:
             outcome = worker.request(owned, job.deadline_s(self.config.transport_slack_s))
+        except _WorkerGone as exc:
+            self._pool.release(slot, worker, healthy=False, reason=str(exc))
+            raise _WorkerGone(f"process backend: {exc}") from exc
         except (SandboxError, OSError) as exc:
             died = _exited(worker)
             self._pool.release(slot, worker, healthy=False, reason=str(exc))

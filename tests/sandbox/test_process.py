@@ -70,6 +70,39 @@ def test_worker_death_is_sandbox_error_then_recovers(backend):
     assert backend.health()["workers_alive"] == 2
 
 
+def test_workers_dead_before_the_pool_noticed_do_not_use_up_the_retry(monkeypatch):
+    """Every idle worker died, and the pool still believes them alive: the job runs on a fresh one."""
+    import signal
+
+    b = ProcessBackend(workers=2)
+    try:
+        monkeypatch.setattr(b._pool, "_alive", lambda worker: True)  # deaths go unnoticed until written to
+        for w in b._pool.workers():
+            os.killpg(w.proc.pid, signal.SIGKILL)
+            w.proc.wait()
+        retries = b.job_retries
+        assert run(b, job("print(7)"))["tests"][0]["stdout"] == "7\n"  # not INTERNAL_ERROR after one retry
+        assert b.job_retries == retries + 2 and b.worker_restarts >= 2
+    finally:
+        b.close()
+
+
+def test_a_pool_whose_workers_keep_dying_fails_instead_of_looping(monkeypatch):
+    from sandbox.isolation import process
+
+    b = ProcessBackend(workers=1)
+    try:
+        def gone(self, job, deadline_s):
+            raise process._WorkerGone("process worker had exited before the job (exit status -9)")
+
+        monkeypatch.setattr(process._Worker, "request", gone)
+        with pytest.raises(SandboxError, match="exited before the job"):
+            run(b, job("print(1)"))
+        assert b.job_retries == 2  # 2 * workers hand-outs after the first
+    finally:
+        b.close()
+
+
 def test_hung_worker_times_out_as_sandbox_error():
     b = ProcessBackend(workers=1, transport_slack_s=0.5)
     try:
