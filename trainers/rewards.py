@@ -145,7 +145,10 @@ class _RewardFunc:
                 raise RewardError(f"{self.__name__}: the grader returned {len(results)} results for {len(mine)}.")
             for i, res in zip(mine, results, strict=True):
                 out[i] = self._value(problems[i], res)
-        self._log(kwargs, mine, out)
+            timeouts = sum(res.verdict == "timeout" for res in results)
+        else:
+            timeouts = 0
+        self._log(kwargs, mine, out, timeouts)
         return out
 
     def _value(self, problem: Problem, res: RewardResult) -> float | None:
@@ -158,10 +161,12 @@ class _RewardFunc:
         logger.warning(msg)
         return None
 
-    def _log(self, kwargs: Mapping[str, Any], mine: list[int], out: list[float | None]) -> None:
+    def _log(self, kwargs: Mapping[str, Any], mine: list[int], out: list[float | None], timeouts: int = 0) -> None:
         """Budget metrics of this task's completions, into TRL's metrics (every ``report_to`` gets them).
 
-        ``er/<task>_reward_errors`` (grader failures), ``_cut_share`` (thinking cut at
+        ``er/<task>_reward_errors`` (grader failures), ``_checker_timeouts`` (math checks
+        killed at the checker's limit: scored 0 like a wrong answer, as math-verify does,
+        but counted here so a checker limit set too low shows up), ``_cut_share`` (thinking cut at
         ``t``: ``think_finish_reason == "budget"``), ``_thinking_tokens_mean``,
         ``_solution_tokens_mean``, ``_thinking_truncated_mean`` (any forced ``</think>``,
         EOS-in-thinking included) and ``_reward_cut_mean`` / ``_reward_not_cut_mean``
@@ -173,6 +178,7 @@ class _RewardFunc:
             return
         prefix = f"er/{self.task}_"
         log_metric(prefix + "reward_errors", float(sum(out[i] is None for i in mine)))
+        log_metric(prefix + "checker_timeouts", float(timeouts))
         for name in ("thinking_tokens", "solution_tokens", "thinking_truncated"):
             if name in kwargs:
                 values = [float(kwargs[name][i]) for i in mine]

@@ -125,7 +125,23 @@ def test_budget_metrics_cut_vs_not_cut(math_problems):
     assert metrics["er/math_cut_share"] == 0.5 and metrics["er/math_thinking_truncated_mean"] == 0.75
     assert metrics["er/math_reward_cut_mean"] == 0.5 and metrics["er/math_reward_not_cut_mean"] == 1.0
     assert metrics["er/math_thinking_tokens_mean"] == 6.0 and metrics["er/math_solution_tokens_mean"] == 5.0
-    assert metrics["er/math_reward_errors"] == 0.0
+    assert metrics["er/math_reward_errors"] == 0.0 and metrics["er/math_checker_timeouts"] == 0.0
+
+
+class _SlowChecker:
+    """A fake er_env reward whose second check ran past the checker's limit (scored 0, not an error)."""
+
+    def __call__(self, problems, completions):
+        return [RewardResult(1.0, "correct"), RewardResult(0.0, "timeout", False, {"reason": "timed out after 2 s"})]
+
+
+def test_checker_timeouts_score_zero_and_are_counted(math_problems):
+    metrics = {}
+    reward = make_reward_func("math", reward=_SlowChecker())
+    kwargs = {PROBLEM_COLUMN: _column(math_problems[:2]), TEXT_FIELD: ["a", "b"],
+              "log_metric": lambda name, value: metrics.__setitem__(name, value)}
+    assert asyncio.run(reward(prompts=["p", "q"], completions=["", ""], **kwargs)) == [1.0, 0.0]
+    assert metrics["er/math_checker_timeouts"] == 1.0 and metrics["er/math_reward_errors"] == 0.0
 
 
 def test_bad_inputs_are_explained(math_problems):
