@@ -199,12 +199,14 @@ class ERTrainConfig:
             from trl import GRPOConfig
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError(f"grpo settings need TRL ({exc}); pip install 'elastic-reasoning-gym[train]'") from None
-        valid = {f.name for f in dataclasses.fields(GRPOConfig) if f.init}
-        for key in self.grpo:
-            if key not in valid:
-                close = difflib.get_close_matches(key, sorted(valid), n=1)
+        types = {f.name: f.type.__name__ if isinstance(f.type, type) else str(f.type)
+                 for f in dataclasses.fields(GRPOConfig) if f.init}
+        for key, value in list(self.grpo.items()):
+            if key not in types:
+                close = difflib.get_close_matches(key, sorted(types), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"grpo.{key} is not a trl.GRPOConfig field.{hint}")
+            self.grpo[key] = _number_from_text(key, value, types[key])
 
     @property
     def max_completion_tokens(self) -> int:
@@ -214,6 +216,28 @@ class ERTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain form (for logging and the dry-run plan)."""
         return dataclasses.asdict(self)
+
+
+def _number_from_text(key: str, value: Any, annotation: str) -> Any:
+    """A number that YAML read as text, for a numeric ``GRPOConfig`` field; other values unchanged.
+
+    PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a string, not a float; TRL would
+    then fail deep inside with ``'<=' not supported between 'float' and 'str'``.
+
+    Raises:
+        ConfigError: the text is not a number of the field's type.
+
+    """
+    if not isinstance(value, str):
+        return value
+    kind = annotation.replace("typing.", "").replace("Optional[", "").replace(" | None", "").rstrip("]").strip()
+    if kind not in ("float", "int"):
+        return value
+    try:
+        return float(value) if kind == "float" else int(value)
+    except ValueError:
+        raise ConfigError(f"grpo.{key} must be {'a number' if kind == 'float' else 'an integer'} "
+                          f"(trl.GRPOConfig.{key}: {annotation}), got the text {value!r}.") from None
 
 
 def resolve_recipe_path(recipe: str | Path) -> Path:
