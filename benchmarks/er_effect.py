@@ -3,7 +3,7 @@ r"""The Elastic Reasoning effect, in miniature, on CPU: ER-GRPO at a tight t* vs
 One command runs the whole experiment (each stage is skipped when its output exists;
 ``--fresh`` redoes everything)::
 
-    nice -n 10 python benchmarks/er_effect.py            # ~10-20 min on 2 CPU cores
+    python benchmarks/er_effect.py            # ~6 min on 2 quiet CPU cores (4 of them: the start model)
 
 1. Task (:mod:`er_tools.synthetic_arith`): sums of 3-4 numbers from 1..5, graded by the
    project's math checker (``\boxed{}`` after ``</think>``). Disjoint problem sets:
