@@ -115,13 +115,22 @@ def _tokens_after_last(seq: Sequence[int], start: Sequence[int], end: Sequence[i
 
 
 class PhaseDriver:
-    """Drives a batch of trackers through engine calls, one round per phase.
+    """Drives a batch of trackers through engine calls: in rounds, or one sample at a time.
 
-    Usage::
+    Usage, a batched engine call per round (every sample's thinking, then every solution)::
 
         driver = PhaseDriver(trackers, think_end_text="</think>")
         while requests := driver.next_requests():
             driver.apply(engine(requests))
+
+    or, with an engine that takes requests while it runs (continuous batching), a
+    sample's next request as soon as its last one finished::
+
+        for i in range(len(trackers)):
+            submit(i, driver.request(i))          # None: nothing to send
+        for i, out in finished_requests():        # as the engine finishes them
+            driver.feed(i, out)
+            submit(i, driver.request(i))
 
     Args:
         trackers: one per sample, freshly built.
@@ -148,18 +157,48 @@ class PhaseDriver:
         self.max_rounds = max_rounds
         self.rounds = 0
         self._pending: list[int] = []
-        self._stop_strings: dict[int, bool] = {}
+        self._sent = [0] * len(self.trackers)  # requests sent per sample (the max_rounds guard)
+        self._stop_strings: dict[int, bool] = {}  # samples with a request in flight -> it used stop strings
 
     def next_requests(self) -> list[PhaseRequest]:
         """Build the requests of every unfinished sample; empty when all are done."""
-        if self.rounds >= self.max_rounds:
-            for tracker in self.trackers:
-                tracker.finish("length")
-        self._pending = [i for i, t in enumerate(self.trackers) if not t.done]
         self.rounds += 1
-        requests = [self._request(i, self.trackers[i]) for i in self._pending]
-        self._stop_strings = {i: bool(r.stop_strings) for i, r in zip(self._pending, requests, strict=True)}
+        self._pending, requests = [], []
+        for i in range(len(self.trackers)):
+            req = self.request(i)
+            if req is not None:
+                self._pending.append(i)
+                requests.append(req)
         return requests
+
+    def request(self, index: int) -> PhaseRequest | None:
+        """The next request of sample ``index`` alone, or ``None`` when it is done.
+
+        For engines that take requests one at a time (a sample's solution request can
+        be sent the moment its thinking finishes, while other samples still think):
+        each answer goes back through :meth:`feed`. A sample past ``max_rounds``
+        requests is ended with ``finish_reason="length"``.
+        """
+        tracker = self.trackers[index]
+        if not tracker.done and self._sent[index] >= self.max_rounds:
+            tracker.finish("length")
+        if tracker.done:
+            return None
+        self._sent[index] += 1
+        req = self._request(index, tracker)
+        self._stop_strings[index] = bool(req.stop_strings)
+        return req
+
+    def feed(self, index: int, out: PhaseOutput) -> None:
+        """Feed the engine's answer to the last :meth:`request` of sample ``index``.
+
+        Raises:
+            ValueError: sample ``index`` has no request in flight.
+
+        """
+        if index not in self._stop_strings:
+            raise ValueError(f"Sample {index} has no request in flight.")
+        _feed(self.trackers[index], out, self._stop_strings.pop(index))
 
     def _request(self, index: int, tracker: BudgetTracker) -> PhaseRequest:
         special = tracker.special
@@ -188,7 +227,7 @@ class PhaseDriver:
         if len(outputs) != len(self._pending):
             raise ValueError(f"Got {len(outputs)} engine outputs for {len(self._pending)} requests.")
         for index, out in zip(self._pending, outputs, strict=True):
-            _feed(self.trackers[index], out, self._stop_strings[index])
+            self.feed(index, out)
         self._pending = []
 
 

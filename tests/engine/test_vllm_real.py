@@ -102,6 +102,52 @@ def test_prefix_caching_serves_the_solution_phase(vl, batch):
     assert _prefix_cache_hits(vl.llm) - before >= 128
 
 
+class _EngineLog:
+    """Wraps the real engine and records, in order, each request added and each request finished."""
+
+    def __init__(self, engine):
+        self.engine, self.events = engine, []
+
+    def add_request(self, rid, prompt, params, *args, **kwargs):
+        self.events.append(("add", rid))
+        return self.engine.add_request(rid, prompt, params, *args, **kwargs)
+
+    def __getattr__(self, name):  # everything else LLM.generate uses
+        return getattr(self.engine, name)
+
+    def step(self):
+        out = self.engine.step()
+        self.events += [("done", r.request_id) for r in out if r.finished]
+        return out
+
+    def abort_request(self, ids):
+        return self.engine.abort_request(ids)
+
+
+def test_pipelined_requests_equal_the_per_phase_calls_and_do_not_wait_for_the_batch(vl, batch, monkeypatch):
+    """A sample's solution request goes in while other samples still think; records are unchanged."""
+    from er_env.backends.vllm import VLLMBackend
+
+    budget = Budget(think=40, solution=6)
+    piped = VLLMBackend(vl.llm, pipeline=True)
+    assert not vl.pipeline  # the default: one generate call per phase
+    sampling = SamplingConfig(temperature=1.0, seed=3)
+    prompts = batch + batch[:2]
+    for s in (GREEDY, sampling):
+        a, b = piped.generate(prompts, budget, s), vl.generate(prompts, budget, s)
+        assert [[getattr(r, f) for f in FIELDS] for r in a] == [[getattr(r, f) for f in FIELDS] for r in b]
+    log = _EngineLog(vl.llm.llm_engine)
+    monkeypatch.setattr(vl.llm, "llm_engine", log)
+    out = piped.generate(prompts, budget, GREEDY)
+    first_round = [rid for kind, rid in log.events[: len(prompts)]]
+    assert [k for k, _ in log.events[: len(prompts)]] == ["add"] * len(prompts)
+    later_adds = [i for i, (kind, rid) in enumerate(log.events) if kind == "add" and rid not in first_round]
+    assert len(later_adds) == len(prompts)  # one solution request per sample
+    finished_first_round = {rid for kind, rid in log.events[: later_adds[0]] if kind == "done"}
+    assert finished_first_round < set(first_round), "the first solution request waited for every thinking request"
+    assert len({r.thinking_tokens for r in out}) > 1  # samples did think for different lengths
+
+
 def test_sampling_is_seeded_and_distinct_per_sample(vl, batch):
     sampling = SamplingConfig(temperature=1.0, seed=7)
     first = vl.generate([batch[0]] * 4, Budget(think=16, solution=8), sampling)
