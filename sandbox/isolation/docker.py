@@ -40,6 +40,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
+import socket
 import threading
 import time
 import weakref
@@ -157,6 +159,15 @@ class _Attached:
     def stderr_tail(self) -> str:
         return b"".join(self.stderr)[-2000:].decode("utf-8", "replace")
 
+    def peer_closed(self) -> bool:
+        """Whether the container's side has closed (it exited), checked without blocking or consuming output."""
+        try:
+            if not select.select([self._sock], [], [], 0)[0]:
+                return False
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):  # closed or broken socket
+            return True
+
     def close(self) -> None:
         for obj in (self._sock, self._holder):
             try:
@@ -186,6 +197,10 @@ class _Worker:
         except BaseException:
             self.kill()
             raise
+
+    def alive(self) -> bool:
+        """False once the container exited (its attach stream reached EOF): the pool replaces it unused."""
+        return not self.stream.peer_closed()
 
     def run(self, job: RunJob, deadline: float) -> RunOutcome:
         wire = {**job.to_wire(), "sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_uid, "sweep_uid": True}
@@ -247,7 +262,7 @@ class DockerBackend(IsolationBackend):
         self._ids_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _remove_all, self.client, self._live_ids)
         self._pool: WorkerPool[_Worker] = WorkerPool(
-            self.config.pool_size, self._start_container, self._kill, background=True,
+            self.config.pool_size, self._start_container, self._kill, alive=_Worker.alive, background=True,
             closed_error=lambda: SandboxError("DockerBackend is closed"),
             empty_error=lambda why: BackendUnavailable(f"all sandbox containers are gone: {why}"),
             start_errors=(SandboxError, OSError, _docker_error()))
