@@ -1,5 +1,10 @@
 r"""The math checker: extraction in the caller, equivalence in killable workers.
 
+The workers are started by multiprocessing's ``forkserver``, which, like ``spawn``,
+imports the starting script as ``__mp_main__`` in every worker: a script that grades
+in-process (``MathChecker``, ``MathReward()``, ``er train`` code called from a script)
+must keep its work under ``if __name__ == "__main__":``, or each worker runs it again.
+
 >>> with MathChecker(timeout_s=2.0, workers=2) as checker:            # doctest: +SKIP
 ...     checker.check("\\frac12", "thinking...</think> so \\boxed{0.5}").status
 <MathStatus.CORRECT: 1>
