@@ -46,15 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     cf = actions.add_parser("codeforces-rating", help="CodeElo rating from per-problem results (official method).")
     cf.add_argument("--results", required=True, help="JSON: per problem, a list of per-sample 0/1 results.")
-    cf.add_argument("--problem-ids", default=None, help="JSON list of problem ids (default: the shipped 408).")
+    cf.add_argument("--problem-ids", default=None, help="JSON list of problem ids (default: the 408, shared data).")
     cf.add_argument("--contests", required=True, help="Snapshot dir: <contestId>/standings.json, rating_changes.json.")
-    cf.add_argument("--ratings", default=None, help="Rating distribution {rating: users} (default: shipped 2024).")
+    cf.add_argument("--ratings", default=None, help="Rating distribution {rating: users} (default: 2024, shared data).")
     cf.add_argument("--pass-n", default="1", help="Samples per problem to consider; 'all' for every sample.")
     cf.set_defaults(func=_rating)
 
     snap = actions.add_parser("codeforces-snapshot", help="Fetch contest.standings / contest.ratingChanges (online).")
     snap.add_argument("--contests", required=True, help="Directory to write <contestId>/*.json into.")
-    snap.add_argument("--problem-ids", default=None, help="Problem-id list whose contests to fetch (default: shipped).")
+    snap.add_argument("--problem-ids", default=None, help="Problem-id list whose contests to fetch (default: the 408).")
     snap.set_defaults(func=_snapshot)
 
 
@@ -108,11 +108,11 @@ def _load(path: str, what: str):
 
 
 def _rating(ns: argparse.Namespace) -> int:
-    from er_env.eval.codeforces import rate, shipped_problem_ids
+    from er_env.eval.codeforces import default_problem_ids, rate
     from er_env.eval.config import EvalError
 
     results = _load(ns.results, "Results")
-    ids = _load(ns.problem_ids, "Problem-id") if ns.problem_ids else shipped_problem_ids()
+    ids = _load(ns.problem_ids, "Problem-id") if ns.problem_ids else default_problem_ids()
     ratings = _load(ns.ratings, "Ratings") if ns.ratings else None
     if ns.pass_n.lower() == "all":
         pass_n = None
@@ -126,9 +126,9 @@ def _rating(ns: argparse.Namespace) -> int:
 
 
 def _snapshot(ns: argparse.Namespace) -> int:
-    from er_env.eval.codeforces import fetch_snapshot, group_by_contest, shipped_problem_ids
+    from er_env.eval.codeforces import default_problem_ids, fetch_snapshot, group_by_contest
 
-    ids = _load(ns.problem_ids, "Problem-id") if ns.problem_ids else shipped_problem_ids()
+    ids = _load(ns.problem_ids, "Problem-id") if ns.problem_ids else default_problem_ids()
     contests = [cid for cid, _ in group_by_contest([[]] * len(ids), ids)]
     written = fetch_snapshot(contests, ns.contests)
     print(json.dumps({"contests": contests, "written": [str(p) for p in written]}, indent=2))

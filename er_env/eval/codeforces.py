@@ -40,9 +40,12 @@ participants' *old* ratings, not a real rating update; and the percentile uses t
 Differences from the official script, by design: snapshots are read from disk (a
 missing or malformed file is an error naming it instead of a silently skipped
 contest), and a results file that does not match the problem ids is an error
-naming the first mismatch. ``codeforces_ratings_2024.json`` and
-``codeforces_problem_ids.json`` ship with the package (Apache-2.0, see
-``er_env/eval/data/NOTICE.md``).
+naming the first mismatch. The default problem ids and rating distribution are the
+official ``metadata_cf.json`` and ``ratings_2024.json``, read from the shared data
+directory (``code/codeforces_problem_ids.json`` and ``code/codeforces_ratings_2024.json``
+under ``$ER_SHARED_DATA``, else ``../shared/data``), beside the ``codeforces_test.json``
+they are index-aligned with; ``er eval codeforces-rating --problem-ids/--ratings`` take
+other files.
 """
 
 from __future__ import annotations
@@ -52,32 +55,47 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from er_env.data.loaders import shared_data_dir
 from er_env.eval.config import EvalError
 
 __all__ = ["ContestRating", "contest_rating", "group_by_contest", "load_results", "load_snapshot", "percentile",
-           "rate", "shipped_problem_ids", "shipped_ratings", "sorted_ratings", "fetch_snapshot"]
+           "rate", "default_problem_ids", "default_ratings", "sorted_ratings", "fetch_snapshot"]
 
 API = "https://codeforces.com/api"
 _ID_RE = re.compile(r"(\d+)([A-Z].*)")
 MIN_PARTICIPANTS = 200  # contests with this many participants or fewer are skipped
 
 
-def _data(name: str) -> Any:
-    return json.loads(resources.files("er_env.eval").joinpath("data", name).read_text(encoding="utf-8"))
+def _shared_json(name: str, flag: str) -> Any:
+    path = shared_data_dir() / "code" / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalError(f"{str(path)!r} does not exist. Set ER_SHARED_DATA to the directory holding code/{name} "
+                        f"(the shared benchmark data), or pass {flag} FILE.") from None
+    except ValueError as exc:
+        raise EvalError(f"{str(path)!r} is not JSON ({exc}).") from None
 
 
-def shipped_problem_ids() -> list[str]:
-    """The 408 CodeElo problem ids, index-aligned with ``codeforces_test.json``."""
-    return list(_data("codeforces_problem_ids.json"))
+def default_problem_ids() -> list[str]:
+    """The 408 CodeElo problem ids, index-aligned with ``codeforces_test.json`` (from the shared data).
+
+    Raises:
+        EvalError: the file is missing (naming the path and ``ER_SHARED_DATA``) or not JSON.
+    """
+    return list(_shared_json("codeforces_problem_ids.json", "--problem-ids"))
 
 
-def shipped_ratings() -> dict[str, int]:
-    """The 2024 Codeforces rating distribution ``{rating: users}``."""
-    return dict(_data("codeforces_ratings_2024.json"))
+def default_ratings() -> dict[str, int]:
+    """The 2024 Codeforces rating distribution ``{rating: users}`` (from the shared data).
+
+    Raises:
+        EvalError: the file is missing (naming the path and ``ER_SHARED_DATA``) or not JSON.
+    """
+    return dict(_shared_json("codeforces_ratings_2024.json", "--ratings"))
 
 
 def sorted_ratings(distribution: Mapping[str, int]) -> list[float]:
@@ -280,9 +298,9 @@ def rate(results: Any, problem_ids: Sequence[str], contests_dir: str | Path,
 
     Args:
         results: see :func:`load_results`.
-        problem_ids: the problem ids (default list: :func:`shipped_problem_ids`).
+        problem_ids: the problem ids (e.g. :func:`default_problem_ids`).
         contests_dir: the snapshot directory.
-        ratings: the rating distribution (default: the shipped 2024 one).
+        ratings: the rating distribution (default: :func:`default_ratings`, 2024).
         pass_n: samples per problem (``None``: all).
 
     Returns:
@@ -295,7 +313,7 @@ def rate(results: Any, problem_ids: Sequence[str], contests_dir: str | Path,
     if pass_n is not None and pass_n < 1:
         raise EvalError(f"pass_n must be >= 1 (or None for all samples), got {pass_n!r}.")
     aligned = load_results(results, problem_ids)
-    dist = sorted_ratings(ratings if ratings is not None else shipped_ratings())
+    dist = sorted_ratings(ratings if ratings is not None else default_ratings())
     rated, skipped = [], []
     for cid, status in group_by_contest(aligned, problem_ids):
         standings, changes = load_snapshot(contests_dir, cid)

@@ -140,18 +140,18 @@ def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path) -> list[
 def write_codeforces_results(rows: Iterable[Mapping[str, Any]], directory: str | Path) -> list[Path]:
     """Official-format results of every Codeforces cell (grader errors left out of the lists).
 
-    Problem ``codeforces/<i>`` is entry ``i`` of the shipped problem-id list; only the
+    Problem ``codeforces/<i>`` is entry ``i`` of :func:`~er_env.eval.codeforces.default_problem_ids`; only the
     problems evaluated are written, with ``problem_ids.json`` naming them in order.
 
     Returns:
         The results files written.
     """
-    from er_env.eval.codeforces import shipped_problem_ids
+    from er_env.eval.codeforces import default_problem_ids
 
     rows = [r for r in rows if str(r.get("dataset")) == "codeforces"]
     if not rows:
         return []
-    ids = shipped_problem_ids()
+    ids = default_problem_ids()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     by_cell: dict[str, dict[int, list[tuple[int, int]]]] = {}

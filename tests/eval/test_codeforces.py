@@ -14,8 +14,8 @@ from er_env.eval.codeforces import (
     fetch_snapshot,
     load_snapshot,
     rate,
-    shipped_problem_ids,
-    shipped_ratings,
+    default_problem_ids,
+    default_ratings,
     sorted_ratings,
 )
 from er_env.eval.config import EvalError
@@ -23,7 +23,7 @@ from tests.eval.cf_snapshots import build_suite, write_contest
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory):
+def suite(shared_data, tmp_path_factory):  # rate() takes the 2024 distribution from the shared data
     root = tmp_path_factory.mktemp("cf")
     data = build_suite(root)
     return root, data
@@ -42,16 +42,29 @@ def _rank(rows, score, penalty):
     return next((i for i, (pt, pen) in enumerate(rows) if pt < score or (pt == score and pen > penalty)), len(rows))
 
 
-def test_shipped_data():
-    ids = shipped_problem_ids()
+def test_default_data_comes_from_the_shared_data(shared_data):
+    ids = default_problem_ids()
     assert len(ids) == 408 and ids[0] == "1971A"
-    assert sum(shipped_ratings().values()) == 89352
+    assert len(json.loads((shared_data / "code" / "codeforces_test.json").read_text())) == len(ids)  # index-aligned
+    assert sum(default_ratings().values()) == 89352
+
+
+def test_missing_shared_data_names_the_path_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("ER_SHARED_DATA", str(tmp_path))
+    with pytest.raises(EvalError, match=r"codeforces_ratings_2024.json.*does not exist.*ER_SHARED_DATA.*--ratings"):
+        default_ratings()
+    with pytest.raises(EvalError, match=r"codeforces_problem_ids.json.*does not exist.*--problem-ids"):
+        default_problem_ids()
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "codeforces_problem_ids.json").write_text("[1971A")
+    with pytest.raises(EvalError, match="is not JSON"):
+        default_problem_ids()
 
 
 def test_closed_form_contest(suite):
     root, _ = suite
     standings, changes = load_snapshot(root, 1001)
-    dist = sorted_ratings(shipped_ratings())
+    dist = sorted_ratings(default_ratings())
     got = contest_rating(1001, {"1001A": [1, 1, 0], "1001B": [0, 1, 1]}, standings, changes, dist, pass_n=1)
     # score 1, penalty 0: rank = first of the 1-point rows with penalty > 0 (row 167)
     assert (got.score, got.penalty, got.rank, got.participants) == (1, 0, 167, 250)
@@ -63,7 +76,7 @@ def test_closed_form_contest(suite):
 @pytest.mark.parametrize("pass_n", [1, 2, 3, None])
 def test_points_and_penalty_against_brute_force(suite, pass_n):
     root, data = suite
-    dist = sorted_ratings(shipped_ratings())
+    dist = sorted_ratings(default_ratings())
     status = dict(zip(data["problem_ids"], data["results"], strict=True))
     standings, changes = load_snapshot(root, 1002)
     got = contest_rating(1002, {k: v for k, v in status.items() if k.startswith("1002")}, standings, changes, dist,
@@ -92,7 +105,7 @@ def test_skips_and_handle_filtering(suite):
     assert (per[1005]["score"], per[1005]["penalty"]) == (1, 0)
     assert per[1005]["rank"] == _rank([(r["points"], r["penalty"]) for r in kept], 1, 0)
     assert per[1005]["rating"] == _brute_rating([c["oldRating"] for c in ch], per[1005]["rank"])
-    dist = sorted_ratings(shipped_ratings())
+    dist = sorted_ratings(default_ratings())
     mean = sum(c["rating"] for c in out["per_contest"]) / 3
     assert out["rating"] == mean and out["percentile"] == round(bisect.bisect_left(dist, mean) / len(dist) * 100, 1)
 
@@ -151,7 +164,7 @@ def test_cli_prints_json(suite, tmp_path, capsys):
     assert out["rating"] == 1670.0 and out["percentile"] == 89.0 and out["contests"] == 3
     assert len(out["per_contest"]) == 3
     assert main(["eval", "codeforces-rating", "--results", str(tmp_path / "r.json"), "--contests", str(root)]) == 1
-    assert "problem ids" in capsys.readouterr().err  # 13 results vs the shipped 408 ids
+    assert "problem ids" in capsys.readouterr().err  # 13 results vs the 408 default ids
 
 
 def test_fetch_snapshot_offline_transport(tmp_path):
