@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from sandbox.runner import session as _session
 from sandbox.runner.execution import (
@@ -92,21 +92,35 @@ def _program(req: Request, fds: dict, err_w: int, plan: tuple) -> None:
             os._exit(127)
 
 
-def _wait_program(req: Request, fds: dict) -> dict:
+def _fork_program(req: Request, fds: dict, wait: Callable[[int], tuple[int, Any, bool]],
+                  new_session: bool = False) -> tuple[dict, bool, int]:
+    """Fork the program (its own session if ``new_session``), ``wait(pid) -> (status, rusage, killed)`` for it.
+
+    Returns ``(report, killed, pid)``; the report holds the exit status, CPU time, peak RSS,
+    wall time and what the child wrote to its setup-error pipe before exec.
+    """
     err_r, err_w = os.pipe()
     plan = rlimit_plan(req.limits, drops_uid(req))
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(err_r)
+        if new_session:
+            os.setsid()
         _program(req, fds, err_w, plan)
     os.close(err_w)
-    _, status, ru = os.wait4(pid, 0)
+    status, ru, killed = wait(pid)
     wall = time.monotonic() - start
     with os.fdopen(err_r, "rb") as f:
         setup_error = f.read(4000).decode("utf-8", "replace")
-    return {"status": status, "cpu_time_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss,
-            "wall_time_s": wall, "setup_error": setup_error or None}
+    report = {"status": status, "cpu_time_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss,
+              "wall_time_s": wall, "setup_error": setup_error or None}
+    return report, killed, pid
+
+
+def _wait4(pid: int) -> tuple[int, Any, bool]:
+    _, status, ru = os.wait4(pid, 0)
+    return status, ru, False
 
 
 def _supervisor(req: Request, fds: dict, report_w: int) -> None:
@@ -121,7 +135,7 @@ def _supervisor(req: Request, fds: dict, report_w: int) -> None:
                 os.close(report_w)
                 _, status = os.waitpid(init, 0)
                 os._exit(0)
-        report = _wait_program(req, fds)
+        report, _, _ = _fork_program(req, fds, _wait4)
         report["pid_namespace"] = bool(pidns)
         os.write(report_w, json.dumps(report).encode())
     except BaseException as exc:  # noqa: BLE001
@@ -165,21 +179,9 @@ def _wait_deadline(pid: int, deadline_s: float):
 
 def _run_direct(req: Request, fds: dict) -> tuple[dict, bool, int]:
     """One fork: the child calls setsid and becomes the program; wait4 gives its rusage."""
-    err_r, err_w = os.pipe()
-    plan = rlimit_plan(req.limits, drops_uid(req))
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        os.close(err_r)
-        os.setsid()
-        _program(req, fds, err_w, plan)
-    os.close(err_w)
-    status, ru, killed = _wait_deadline(pid, req.limits["wall_time_limit_s"])
-    wall = time.monotonic() - start
-    with os.fdopen(err_r, "rb") as f:
-        setup_error = f.read(4000).decode("utf-8", "replace")
-    rep = {"status": status, "cpu_time_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss,
-           "wall_time_s": wall, "setup_error": setup_error or None, "pid_namespace": False}
+    rep, killed, pid = _fork_program(req, fds, lambda pid: _wait_deadline(pid, req.limits["wall_time_limit_s"]),
+                                     new_session=True)
+    rep["pid_namespace"] = False
     return rep, killed, pid
 
 
