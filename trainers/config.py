@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -199,8 +200,7 @@ class ERTrainConfig:
             from trl import GRPOConfig
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError(f"grpo settings need TRL ({exc}); pip install 'elastic-reasoning-gym[train]'") from None
-        types = {f.name: f.type.__name__ if isinstance(f.type, type) else str(f.type)
-                 for f in dataclasses.fields(GRPOConfig) if f.init}
+        types = {f.name: f.type for f in dataclasses.fields(GRPOConfig) if f.init}
         for key, value in list(self.grpo.items()):
             if key not in types:
                 close = difflib.get_close_matches(key, sorted(types), n=1)
@@ -218,7 +218,7 @@ class ERTrainConfig:
         return dataclasses.asdict(self)
 
 
-def _number_from_text(key: str, value: Any, annotation: str) -> Any:
+def _number_from_text(key: str, value: Any, annotation: Any) -> Any:
     """A number that YAML read as text, for a numeric ``GRPOConfig`` field; other values unchanged.
 
     PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a string, not a float; TRL would
@@ -228,16 +228,15 @@ def _number_from_text(key: str, value: Any, annotation: str) -> Any:
         ConfigError: the text is not a number of the field's type.
 
     """
-    if not isinstance(value, str):
-        return value
-    kind = annotation.replace("typing.", "").replace("Optional[", "").replace(" | None", "").rstrip("]").strip()
-    if kind not in ("float", "int"):
+    kind = next((t for t in (typing.get_args(annotation) or (annotation,)) if t in (float, int)), None)
+    if not isinstance(value, str) or kind is None:
         return value
     try:
-        return float(value) if kind == "float" else int(value)
+        return kind(value)
     except ValueError:
-        raise ConfigError(f"grpo.{key} must be {'a number' if kind == 'float' else 'an integer'} "
-                          f"(trl.GRPOConfig.{key}: {annotation}), got the text {value!r}.") from None
+        raise ConfigError(f"grpo.{key} must be {'a number' if kind is float else 'an integer'} "
+                          f"(trl.GRPOConfig.{key}: {getattr(annotation, '__name__', annotation)}), "
+                          f"got the text {value!r}.") from None
 
 
 def resolve_recipe_path(recipe: str | Path) -> Path:

@@ -155,14 +155,12 @@ class PhaseDriver:
         self.think_end_text = think_end_text
         self.native_thinking_budget = native_thinking_budget
         self.max_rounds = max_rounds
-        self.rounds = 0
         self._pending: list[int] = []
         self._sent = [0] * len(self.trackers)  # requests sent per sample (the max_rounds guard)
         self._stop_strings: dict[int, bool] = {}  # samples with a request in flight -> it used stop strings
 
     def next_requests(self) -> list[PhaseRequest]:
         """Build the requests of every unfinished sample; empty when all are done."""
-        self.rounds += 1
         self._pending, requests = [], []
         for i in range(len(self.trackers)):
             req = self.request(i)
