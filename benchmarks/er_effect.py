@@ -113,7 +113,7 @@ def training_curve(ckpt: Path) -> list[dict[str, float]]:
         if "reward" in h:
             rows.append({"step": h["step"], "reward": h["reward"],
                          "thinking_tokens": h.get("er/math_thinking_tokens_mean", float("nan")),
-                         "cut": h.get("er/math_thinking_truncated_mean", float("nan"))})
+                         "cut": h.get("er/math_cut_share", float("nan"))})
     return rows
 
 
