@@ -70,6 +70,8 @@ class ERTrainConfig:
         dataset_split: split to load (``None``: the dataset's default).
         dataset_config: hub configuration (subset), e.g. ``lcbv5``.
         dataset_limit: keep only the first N problems.
+        dataset_format: row format of a dataset file (``None``: detected from the rows;
+            see ``er_env.data.formats.ADAPTERS``).
         template: prompt template name (``None``: the task's default).
 
     > Parameters that control the budgets and rollouts
@@ -116,6 +118,9 @@ class ERTrainConfig:
     dataset_split: str | None = field(default=None, metadata={"help": "Dataset split (default: the dataset's first)."})
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration (subset)."})
     dataset_limit: int | None = field(default=None, metadata={"help": "Keep only the first N problems."})
+    dataset_format: str | None = field(default=None, metadata={
+        "help": "Row format of a dataset file (math, codeforces, leetcode, deepcoder, lcb, problem, ...; "
+                "default: detected)."})
     template: str | None = field(default=None, metadata={"help": "Prompt template name (default: per task)."})
     think_budget_tokens: int = field(default=1024, metadata={"help": "Thinking budget t in tokens (paper: 1024)."})
     solution_budget_tokens: int = field(default=1024, metadata={"help": "Solution budget s in tokens (paper: 1024)."})
@@ -151,6 +156,12 @@ class ERTrainConfig:
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
             _positive_int("dataset_limit", self.dataset_limit)
+        if self.dataset_format is not None:
+            from er_env.data.formats import ADAPTERS
+
+            if self.dataset_format not in ADAPTERS:
+                raise ConfigError(f"dataset_format {self.dataset_format!r} is not a known row format; choose one of "
+                                  f"{sorted(ADAPTERS)} or leave it unset to detect it.")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 for GRPO (advantages are relative to the group), got "
                               f"{self.group_size}.")

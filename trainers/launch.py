@@ -117,7 +117,7 @@ def load_training_problems(cfg: ERTrainConfig) -> list[Any]:
 
     problems: list[Any] = []
     for config in _configs(cfg):
-        problems += load_problems(cfg.dataset, split=cfg.dataset_split, config=config)
+        problems += load_problems(cfg.dataset, split=cfg.dataset_split, config=config, format=cfg.dataset_format)
     return problems[: cfg.dataset_limit] if cfg.dataset_limit else problems
 
 

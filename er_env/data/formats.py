@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from er_env.data.schema import Problem, ProblemError
 
-__all__ = ["ADAPTERS", "Adapter", "tests_to_spec"]
+__all__ = ["ADAPTERS", "SHAPES", "Adapter", "detect_format", "tests_to_spec"]
 
 Adapter = Callable[[Mapping[str, Any], int, str], Problem]
 
@@ -335,3 +335,81 @@ ADAPTERS: dict[str, Adapter] = {
     "lcb": lcb_row,
     "problem": problem_row,
 }
+
+
+# ---------------------------------------------------------------------------- detection
+def _parsed_tests(row: Mapping[str, Any]) -> Any:
+    tests = row.get("tests")
+    if isinstance(tests, str):
+        try:
+            return json.loads(tests)
+        except ValueError:
+            try:
+                return ast.literal_eval(tests)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return None
+    return tests
+
+
+def _has_statement(row: Mapping[str, Any]) -> bool:
+    return any(isinstance(row.get(k), str) and row[k].strip() for k in ("problem", "question"))
+
+
+def _io_list(tests: Any) -> bool:
+    return isinstance(tests, list) and bool(tests) and all(
+        isinstance(t, Mapping) and "input" in t and "output" in t for t in tests)
+
+
+#: row shapes tried by :func:`detect_format`, in order: (format name, what it looks like, test)
+SHAPES: tuple[tuple[str, str, Callable[[Mapping[str, Any]], bool]], ...] = (
+    ("problem", "{id, task, question, ...} (this project's Problem schema)",
+     lambda r: {"task", "question"} <= set(r)),
+    ("lcb", "{question_content, public_test_cases, private_test_cases} (livecodebench/code_generation_lite)",
+     lambda r: "question_content" in r or "public_test_cases" in r),
+    ("leetcode", "{problem, tests: {functional}} (LeetCode)",
+     lambda r: _has_statement(r) and isinstance(t := _parsed_tests(r), Mapping) and "functional" in t),
+    ("code_contests", "{problem, tests: {inputs, outputs}} (CodeContests, TACO)",
+     lambda r: _has_statement(r) and isinstance(t := _parsed_tests(r), Mapping) and {"inputs", "outputs"} <= set(t)),
+    ("deepcoder", "{problem, tests: JSON text, metadata} (DeepCoder-Preview)",
+     lambda r: _has_statement(r) and isinstance(r.get("tests"), str) and _parsed_tests(r) is not None),
+    ("codeforces", "{problem, tests: [{input, output}]} (Codeforces, CodeElo)",
+     lambda r: _has_statement(r) and _io_list(r.get("tests"))),
+    ("olympiad_bench", "{problem, answer, is_multiple_answer} (OlympiadBench)",
+     lambda r: _has_statement(r) and "answer" in r and "is_multiple_answer" in r),
+    ("math", "{problem|question, answer} (AIME, AMC, MATH500, Minerva, MATH, DeepScaleR)",
+     lambda r: _has_statement(r) and "answer" in r),
+)
+
+
+def detect_format(rows: Sequence[Any], source: str, sample: int = 50) -> str:
+    """The row format of a file, from its first ``sample`` rows.
+
+    Every shape in :data:`SHAPES` is tried on each sampled row; the shape most rows fit
+    wins (ties: the earlier, more specific shape), so a few malformed rows (two MATH-train
+    rows have no answer) do not change the verdict; they fail later, row by row.
+
+    Args:
+        rows: the file's rows.
+        source: the file's name, for the error message.
+        sample: how many leading rows to look at.
+
+    Returns:
+        A key of :data:`ADAPTERS`.
+
+    Raises:
+        ProblemError: no row fits any known shape (the message lists the shapes tried
+            and names ``format=`` / ``--format``).
+    """
+    head = [r for r in rows[:sample] if isinstance(r, Mapping)]
+    counts = {name: sum(1 for r in head if test(r)) for name, _, test in SHAPES}
+    best = max(counts, key=lambda name: counts[name])  # max keeps the first of equal counts
+    if counts[best]:
+        return best
+    if not head:
+        first = f"{type(rows[0]).__name__} {rows[0]!r:.80}" if rows else "no rows at all"
+        raise ProblemError(f"{source}: expected a dict per row, got {first}.")
+    tried = "; ".join(f"{name}: {what}" for name, what, _ in SHAPES)
+    raise ProblemError(
+        f"{source}: the rows fit none of the known shapes (first row's fields: {sorted(head[0])}). Tried: {tried}. "
+        "Pass the shape with format= (er eval run --format, er train's dataset_format), or convert the rows."
+    )

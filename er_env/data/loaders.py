@@ -14,9 +14,11 @@ Names (see :data:`LOCAL_SETS`, :data:`HUB_SETS`):
   ``lcbv5`` or ``codeforces``, given as ``name:config`` or ``config=``),
   ``livecodebench/code_generation_lite``. With ``data_files=`` the same adapters
   read local JSON/JSONL/parquet copies of those datasets (no hub needed).
-- A path to a ``.json``/``.jsonl``/``.parquet`` file: rows in the Problem schema,
-  or any known shape with ``format=`` (``"math"``, ``"leetcode"``, ``"deepcoder"``,
-  ``"lcb"``, ...; see :data:`er_env.data.formats.ADAPTERS`).
+- A path to a ``.json``/``.jsonl``/``.parquet`` file: rows in the Problem schema or
+  any known shape (the official repository's files load unconverted), detected from
+  the rows (:func:`er_env.data.formats.detect_format`) or named with ``format=``
+  (``"math"``, ``"leetcode"``, ``"deepcoder"``, ``"lcb"``, ...; see
+  :data:`er_env.data.formats.ADAPTERS`).
 
 Malformed rows raise :class:`ProblemError` (``on_bad_row="raise"``) or are skipped
 with one warning that counts them and quotes the first reasons
@@ -35,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from er_env.data.formats import ADAPTERS
+from er_env.data.formats import ADAPTERS, detect_format
 from er_env.data.schema import Problem, ProblemError
 
 __all__ = [
@@ -210,6 +212,15 @@ def _adapt(rows: Iterable[Mapping[str, Any]], fmt: str, source: str, task: str |
     return problems
 
 
+def _file_source(path: Path) -> str:
+    """A file's source name: the set's name for the very file behind it (same problem ids), else the stem."""
+    for name, spec in LOCAL_SETS.items():
+        behind = shared_data_dir() / spec.path  # type: ignore[operator]
+        if behind.is_file() and behind.resolve() == path.resolve():
+            return name
+    return path.stem
+
+
 def _embedded(task: str) -> list[dict[str, Any]]:
     text = resources.files("er_env.data").joinpath("embedded", f"{task}.json").read_text(encoding="utf-8")
     return json.loads(text)
@@ -237,10 +248,11 @@ def load_problems(
         limit: keep the first ``limit`` problems.
         config: hub configuration (subset).
         format: row adapter for files and hub data (default: the dataset's own;
-            for files, the Problem schema).
+            for files, detected from the rows).
         data_files: local files holding a hub dataset's rows (offline use).
         on_bad_row: ``"raise"`` or ``"warn"`` (skip and warn). Default: ``"warn"``
-            for named sets, ``"raise"`` for files you pass.
+            for named sets and files whose shape was detected, ``"raise"`` for Problem-schema
+            files and with ``format=``.
         **hub_kwargs: passed to ``datasets.load_dataset`` (``revision``, ``version_tag``...).
 
     Returns:
@@ -248,7 +260,8 @@ def load_problems(
 
     Raises:
         DatasetNotFound: unknown name/split/config, or a missing file.
-        ProblemError: a malformed row with ``on_bad_row="raise"``, or a task mismatch.
+        ProblemError: a malformed row with ``on_bad_row="raise"``, a task mismatch, or a file whose
+            rows fit no known shape.
         ValueError: a bad argument (``limit``, ``format``, ``on_bad_row``).
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
@@ -277,7 +290,11 @@ def load_problems(
         rows = _hub_rows(base, spec, chosen, config or name_config or None, data_files, hub_kwargs)
         fmt, source, policy = format or spec.format, base.split("/")[-1], "warn"
     elif Path(name).suffix.lower() in (".json", ".jsonl", ".parquet") or Path(name).is_file():
-        rows, fmt, source, policy = _read_file(Path(name)), format or "problem", Path(name).stem, "raise"
+        rows, source = _read_file(Path(name)), _file_source(Path(name))
+        fmt = format or detect_format(rows, str(name))
+        # strict for a shape you name and for the project's schema; a detected shape of the paper's files
+        # skips bad rows with a warning, as the names of those files do
+        policy = "raise" if format or fmt == "problem" else "warn"
     else:
         raise _unknown(name)
     return _adapt(rows, fmt, source, task, on_bad_row or policy, limit)

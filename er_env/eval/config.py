@@ -86,6 +86,8 @@ class EvalConfig:
     Attributes:
         dataset: dataset names or paths, comma-separated.
         data_files: local files for a hub dataset (``lcb``), comma-separated.
+        format: row format of the datasets given as file paths (default: detected from the
+            rows; see ``er_env.data.formats.ADAPTERS``).
         split: dataset split (default: the dataset's own; ``lcb``: ``test``).
         limit: first N problems of each dataset.
         prompt: ``auto``, ``deepscaler``, ``lcb`` or ``code``.
@@ -119,6 +121,9 @@ class EvalConfig:
     max_concurrency: int = field(default=64, metadata={"help": "Requests in flight per OpenAI endpoint."})
     dataset: str = field(default="", metadata={"help": "Dataset names or paths, comma-separated (required)."})
     data_files: str | None = field(default=None, metadata={"help": "Local files for a hub dataset (e.g. lcb)."})
+    format: str | None = field(default=None, metadata={
+        "help": "Row format of dataset files: math, olympiad_bench, codeforces, code_contests, leetcode, deepcoder, "
+                "lcb or problem (default: detected from the rows)."})
     split: str | None = field(default=None, metadata={"help": "Dataset split (default: the dataset's own)."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems of each dataset."})
     prompt: str = field(default="auto", metadata={"help": "Prompt: auto, deepscaler, lcb or code."})
@@ -151,6 +156,12 @@ class EvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise EvalError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}.")
+        if self.format is not None:
+            from er_env.data.formats import ADAPTERS
+
+            if self.format not in ADAPTERS:
+                raise EvalError(f"--format {self.format!r} is not a known row format; choose one of "
+                                f"{sorted(ADAPTERS)}.")
         if self.eos_in_thinking not in ("force", "end"):
             raise EvalError(f"--eos-in-thinking must be 'force' or 'end', got {self.eos_in_thinking!r}.")
         self.budget_list()

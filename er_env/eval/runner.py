@@ -58,20 +58,26 @@ def load_datasets(cfg: EvalConfig) -> dict[str, list[Problem]]:
     holds); offline, pass its files with ``data_files``.
 
     Raises:
-        EvalError: an unknown dataset or a dataset with no problems.
+        EvalError: an unknown dataset, a file whose rows fit no known shape (or a malformed row of a
+            Problem-schema file), or a dataset with no problems.
     """
-    from er_env.data.loaders import DatasetNotFound, load_problems
+    from er_env.data.loaders import DatasetNotFound, available_datasets, load_problems
+    from er_env.data.schema import ProblemError
 
+    known = set(available_datasets())
     out = {}
     files = [f.strip() for f in cfg.data_files.split(",")] if cfg.data_files else None
     for name in cfg.datasets:
         target, split = name, cfg.split
         if name == "lcb":
             target, split = LCB_DATASET, split or "test"
+        fmt = None if name in known or name == "lcb" else cfg.format  # --format is for files; names know theirs
         try:
-            problems = load_problems(target, limit=cfg.limit, data_files=files, split=split)
+            problems = load_problems(target, limit=cfg.limit, data_files=files, split=split, format=fmt)
         except DatasetNotFound as exc:
             raise EvalError(f"{exc} (er eval also accepts 'lcb' for the paper's LiveCodeBench set.)") from None
+        except ProblemError as exc:
+            raise EvalError(f"Dataset {name!r}: {exc}") from None
         if not problems:
             raise EvalError(f"Dataset {name!r} has no problems (limit={cfg.limit!r}).")
         out[name] = problems
