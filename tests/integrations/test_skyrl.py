@@ -2,19 +2,22 @@
 
 import pytest
 
+from er_env.budget import BudgetError
+from er_env.data import load_problems
+from er_env.data.schema import ProblemError
 from tests.conftest import require
 
-try:
+try:  # collected in every venv; only .venv has skyrl-gym (the fixture below skips, or fails in CI)
     import skyrl_gym
+
+    from er_integrations.skyrl import ENV_ID, ElasticReasoningTextEnv, dataset_rows, register_env
 except ImportError:  # pragma: no cover - depends on the venv
     skyrl_gym = None
 
-require(skyrl_gym is not None, "skyrl-gym is not installed (pip install -e '.[skyrl]')")
 
-from er_env.budget import BudgetError  # noqa: E402
-from er_env.data import load_problems  # noqa: E402
-from er_env.data.schema import ProblemError  # noqa: E402
-from er_integrations.skyrl import ENV_ID, ElasticReasoningTextEnv, dataset_rows, register_env  # noqa: E402
+@pytest.fixture(autouse=True)
+def _needs_skyrl_gym():
+    require(skyrl_gym is not None, "skyrl-gym is not installed (make venv: pip install -e '.[skyrl]')")
 
 
 @pytest.fixture(scope="module")
