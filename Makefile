@@ -86,7 +86,7 @@ test-vllm: $(VLLM_STAMP)
 
 # the verifiers integration (marker `verifiers`), in its venv; the model server runs from .venv
 test-verifiers: $(VF_STAMP) $(STAMP)
-	$(VFPY) -m pytest -q tests -m verifiers
+	$(VFPY) -m pytest -q tests/integrations -m verifiers
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(VF_VENV) build *.egg-info .pytest_cache
