@@ -103,21 +103,27 @@ def test_a_real_models_two_phases_through_the_server_equal_the_backends_protocol
     from er_env.backends.base import SamplingConfig
 
     greedy = SamplingConfig(temperature=0.0)
-    with GenericEnvClient(base_url=server).sync() as client:
-        first = client.reset(problem_index=0, think_budget_tokens=think).observation
-        assert first["think_budget_tokens"] == think and first["remaining_tokens"] == think
-        [ref] = backend.generate([first["prompt_ids"]], Budget(think=think, solution=SOLUTION), greedy)
-        [phase1] = backend.generate([first["prompt_ids"]], Budget.unconstrained(max_tokens=think), greedy)
-        mid = client.step({"token_ids": list(phase1.completion_ids)}).observation
-        prefix = first["prompt_ids"] + mid["completion_ids"]
-        [phase2] = backend.generate([prefix], Budget.unconstrained(max_tokens=mid["remaining_tokens"]), greedy)
-        last = client.step({"token_ids": list(phase2.completion_ids)}).observation
-    assert last["phase"] == "done"
-    assert last["completion_ids"] == list(ref.completion_ids)
-    assert last["env_mask"] == list(ref.env_mask)
-    assert last["thinking_truncated"] == ref.thinking_truncated
-    assert last["finish_reason"] == ref.finish_reason
-    assert (ref.think_finish_reason == "budget") == (think == 4)  # t binds only in the first case
+    binds = []
+    for index in range(3):  # a batch of prompts, one session each, sequentially
+        with GenericEnvClient(base_url=server).sync() as client:
+            first = client.reset(problem_index=index, think_budget_tokens=think).observation
+            assert first["think_budget_tokens"] == think and first["remaining_tokens"] == think
+            [ref] = backend.generate([first["prompt_ids"]], Budget(think=think, solution=SOLUTION), greedy)
+            [phase1] = backend.generate([first["prompt_ids"]], Budget.unconstrained(max_tokens=think), greedy)
+            mid = client.step({"token_ids": list(phase1.completion_ids)}).observation
+            last = mid
+            if mid["phase"] != "done":  # (EOS while thinking with eos_in_thinking="end" ends it at once)
+                prefix = first["prompt_ids"] + mid["completion_ids"]
+                left = Budget.unconstrained(max_tokens=mid["remaining_tokens"])
+                [phase2] = backend.generate([prefix], left, greedy)
+                last = client.step({"token_ids": list(phase2.completion_ids)}).observation
+        assert last["phase"] == "done"
+        assert last["completion_ids"] == list(ref.completion_ids)
+        assert last["env_mask"] == list(ref.env_mask)
+        assert last["thinking_truncated"] == ref.thinking_truncated
+        assert last["finish_reason"] == ref.finish_reason
+        binds.append(ref.think_finish_reason == "budget")
+    assert binds == [think == 4] * 3  # t binds on every prompt in the first case, on none in the second
 
 
 def test_bad_settings_and_actions_fail_before_any_session():
