@@ -70,11 +70,11 @@ demo: $(STAMP)
 	$(VENV)/bin/er demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers
+	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
 	$(PY) -m mypy
 
 test: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers
+	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
 	$(PY) -m mypy
 	$(PY) -m pytest -q tests -m "not vllm and not verifiers"
 	$(MAKE) --no-print-directory test-vllm
