@@ -68,3 +68,16 @@ def test_bad_rows_and_settings_fail_naming_the_fix(problems):
     env = skyrl_gym.make(ENV_ID, env_config={}, extras=dataset_rows(problems)[0]["extras"])
     with pytest.raises(TypeError, match="completion text"):
         env.step([1, 2, 3])
+
+
+def test_a_reward_cluster_url_grades_math_and_code_as_in_process(problems):
+    from sandbox.service.local_server import LocalServer
+
+    code = load_problems("embedded:code")[0]
+    with LocalServer(judge_workers=1, math_workers=1, isolation_options={"base_uid": 63600, "workers": 1}) as srv:
+        config = {"reward_endpoint": srv.url}
+        math_env = skyrl_gym.make(ENV_ID, env_config=config, extras=dataset_rows(problems)[0]["extras"])
+        assert math_env.step(f"</think> \\boxed{{{problems[0].answers[0]}}}")["reward"] == 1.0
+        code_env = skyrl_gym.make(ENV_ID, env_config=config, extras=dataset_rows([code])[0]["extras"])
+        out = code_env.step("</think>\n```python\nprint(1)\n```")
+        assert out["metadata"]["verdict"] in ("WA", "RE") and out["reward"] == 0.0 and not out["metadata"]["is_error"]
