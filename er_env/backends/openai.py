@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -172,7 +172,7 @@ class OpenAIBackend(Backend):
 
     async def astream(
         self, prompts: Sequence[Sequence[int]], budget: Budget, sampling: SamplingConfig | None = None
-    ) -> AsyncIterator[StreamPiece]:
+    ) -> AsyncGenerator[StreamPiece, None]:
         """Run the budget protocol with streamed phases; yield each sample's ids as the server sends them.
 
         The same requests as :meth:`agenerate` with ``stream: true``: every piece of a
@@ -212,7 +212,11 @@ class OpenAIBackend(Backend):
             finally:
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                # shielded: a caller inside a cancelled anyio scope (a Starlette streaming response
+                # whose client left) is cancelled at every await, and an unshielded gather would
+                # cancel the tasks' clean-up again each time: their upstream connections would stay
+                # open and the upstream would keep generating
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
 
     async def _stream_sample(
         self, client: httpx.AsyncClient, driver: PhaseDriver, index: int, sampling: SamplingConfig,
@@ -246,29 +250,34 @@ class OpenAIBackend(Backend):
         url = f"{self.base_url}/v1/completions"
         body = {**self._payload(req, sampling), "stream": True}
         try:
-            async with client.stream("POST", url, json=body) as resp:
-                if resp.status_code >= 400:
-                    text = (await resp.aread()).decode("utf-8", "replace")[:500]
-                    error = BackendUnavailable if resp.status_code >= 500 else BackendError
-                    raise error(f"POST {url} (stream) was refused with HTTP {resp.status_code}: {text}")
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError as exc:
-                        raise BackendError(f"POST {url} streamed a non-JSON event: {data[:300]!r}") from exc
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        raise BackendError(f"POST {url} streamed an error: {str(chunk['error'])[:500]}")
-                    if isinstance(chunk, dict) and not chunk.get("choices"):
-                        continue  # a usage-only event
-                    out = self._parse(chunk, sampling.logprobs, check_stop=False)
-                    yield out.token_ids, out.logprobs, out.finish_reason
+            resp = await client.send(client.build_request("POST", url, json=body), stream=True)
         except httpx.TransportError as exc:
             raise BackendUnavailable(f"POST {url} (stream) failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            if resp.status_code >= 400:
+                text = (await resp.aread()).decode("utf-8", "replace")[:500]
+                error = BackendUnavailable if resp.status_code >= 500 else BackendError
+                raise error(f"POST {url} (stream) was refused with HTTP {resp.status_code}: {text}")
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise BackendError(f"POST {url} streamed a non-JSON event: {data[:300]!r}") from exc
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise BackendError(f"POST {url} streamed an error: {str(chunk['error'])[:500]}")
+                if isinstance(chunk, dict) and not chunk.get("choices"):
+                    continue  # a usage-only event
+                out = self._parse(chunk, sampling.logprobs, check_stop=False)
+                yield out.token_ids, out.logprobs, out.finish_reason
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"POST {url} (stream) failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            await resp.aclose()
 
     @contextlib.asynccontextmanager
     async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -286,6 +295,10 @@ class OpenAIBackend(Backend):
         if not self._context_known:
             self.context_length = await self._fetch_context_length(client)
             self._context_known = True
+
+    def set_context_length(self, length: int | None) -> None:
+        """Fix the model context (``None``: unknown, the server enforces it); no ``/v1/models`` request follows."""
+        self.context_length, self._context_known = length, True
 
     async def fetch_context_length(self) -> int | None:
         """The model context from ``GET /v1/models`` (once; later calls return the known value).
