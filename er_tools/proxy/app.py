@@ -47,7 +47,10 @@ from er_tools.proxy.wire import ApiError, ChatRequest, CompletionRequest, error_
 
 __all__ = ["Authenticator", "ProxyMetrics", "create_app"]
 
-#: ``authorization header value (or None) -> caller id, or None to refuse with 401``
+#: ``authorization header value (or None) -> caller id, or None to refuse with 401`` (sync or async).
+#: The shape of the shared key mechanism's ``KeyRing.identify`` (``sandbox.service.auth``, being built
+#: on branch ``auth``): once it is merged, ``create_app(cfg, authenticate=KeyRing.load(paths).identify)``
+#: and ``er proxy --api-key-file`` wire it in; until then ``er proxy`` refuses ``--api-key-file``.
 Authenticator = Callable[[str | None], "str | None | Awaitable[str | None]"]
 
 
