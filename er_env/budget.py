@@ -306,6 +306,10 @@ class BudgetTracker:
         """Whether ``</think>`` was forced (thinking hit its budget or sampled EOS)."""
         return any(self._forced)
 
+    def forced_since(self, start: int) -> list[int]:
+        """The forced mask (1: forced) of ``completion_ids[start:]``, for readers that follow a stream."""
+        return self._forced[start:]
+
     def remaining(self) -> int | None:
         """New tokens the current phase may still sample (``None``: unbounded).
 

@@ -23,12 +23,17 @@ from typing import Any, Sequence
 from er_env.budget import Budget, BudgetedCompletion, SpecialTokens
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendError", "DependencyNotInstalled", "SamplingConfig", "load_backend",
+    "BACKENDS", "Backend", "BackendError", "BackendUnavailable", "DependencyNotInstalled", "SamplingConfig",
+    "load_backend",
 ]
 
 
 class BackendError(RuntimeError):
     """A backend failed to generate (server unreachable, model error...)."""
+
+
+class BackendUnavailable(BackendError):
+    """The server could not be reached or kept failing (transport errors, 5xx): another one may answer."""
 
 
 class DependencyNotInstalled(ImportError):

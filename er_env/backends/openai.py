@@ -35,14 +35,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+import contextlib
+import json
+from typing import Any, AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from er_env.aio import run_sync
-from er_env.backends.base import Backend, BackendError, SamplingConfig
-from er_env.backends.two_phase import PhaseDriver, PhaseOutput, PhaseRequest, token_id_prompts
+from er_env.backends.base import Backend, BackendError, BackendUnavailable, SamplingConfig
+from er_env.backends.two_phase import (
+    PhaseDriver,
+    PhaseOutput,
+    PhaseRequest,
+    StreamCursor,
+    StreamPiece,
+    token_id_prompts,
+)
 from er_env.budget import Budget, BudgetedCompletion, BudgetTracker
 from er_env.tokens import load_tokenizer, special_tokens
 
@@ -84,6 +93,9 @@ class OpenAIBackend(Backend):
             ``generation_config.json`` next to it, as servers stop on both).
         transport: an ``httpx.AsyncBaseTransport`` to use instead of the network
             (tests, custom proxies).
+        client: a shared ``httpx.AsyncClient`` to send every request with (a server
+            that drives several upstreams over one connection pool); its owner closes
+            it, and its own headers, timeout and limits apply instead of the ones above.
 
     Raises:
         ValueError: bad arguments (no tokenizer, non-positive limits).
@@ -106,6 +118,7 @@ class OpenAIBackend(Backend):
         think_end: str = "</think>",
         eos_ids: Sequence[int] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency <= 0:
             raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}.")
@@ -125,6 +138,7 @@ class OpenAIBackend(Backend):
         self.context_length = context_length
         self._context_known = context_length is not None
         self._transport = transport
+        self._shared_client = client
 
     # ------------------------------------------------------------- generation
     def generate(
@@ -148,9 +162,7 @@ class OpenAIBackend(Backend):
         """Async form of :meth:`generate`."""
         sampling = sampling or SamplingConfig()
         async with self._client() as client:
-            if not self._context_known:
-                self.context_length = await self._fetch_context_length(client)
-                self._context_known = True
+            await self._ensure_context(client)
             trackers = [BudgetTracker(budget, self.special, p, self.context_length) for p in token_id_prompts(prompts)]
             driver = PhaseDriver(trackers, self.think_end_text)
             gate = asyncio.Semaphore(self.max_concurrency)
@@ -158,12 +170,147 @@ class OpenAIBackend(Backend):
                 driver.apply(await self._run_all(client, gate, requests, sampling))
         return [t.result(text=self.decode(t.completion_ids)) for t in trackers]
 
-    def _client(self) -> httpx.AsyncClient:
+    async def astream(
+        self, prompts: Sequence[Sequence[int]], budget: Budget, sampling: SamplingConfig | None = None
+    ) -> AsyncGenerator[StreamPiece, None]:
+        """Run the budget protocol with streamed phases; yield each sample's ids as the server sends them.
+
+        The same requests as :meth:`agenerate` with ``stream: true``: every piece of a
+        phase goes to the sample's tracker as it arrives, and what the tracker keeps (or
+        forces) is yielded at once, tagged thinking / ``</think>`` / solution. Samples
+        run concurrently, so their pieces interleave; each sample's last piece carries
+        its finished record. Closing the iterator early (a client that went away) cancels
+        every request still in flight.
+
+        Yields:
+            :class:`~er_env.backends.two_phase.StreamPiece` records.
+
+        Raises:
+            BudgetError: a prompt leaves no room in the model context.
+            BackendUnavailable: the server is unreachable or answered 5xx.
+            BackendError: the server refused a request or streamed something malformed.
+
+        """
+        sampling = sampling or SamplingConfig()
+        async with self._client() as client:
+            await self._ensure_context(client)
+            trackers = [BudgetTracker(budget, self.special, p, self.context_length) for p in token_id_prompts(prompts)]
+            driver = PhaseDriver(trackers, self.think_end_text)
+            queue: asyncio.Queue[StreamPiece | BaseException | None] = asyncio.Queue()
+            tasks = [asyncio.ensure_future(self._stream_sample(client, driver, i, sampling, queue))
+                     for i in range(len(trackers))]
+            try:
+                left = len(tasks)
+                while left:
+                    item = await queue.get()
+                    if item is None:
+                        left -= 1
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        yield item
+            finally:
+                for task in tasks:
+                    task.cancel()
+                # shielded: a caller inside a cancelled anyio scope (a Starlette streaming response
+                # whose client left) is cancelled at every await, and an unshielded gather would
+                # cancel the tasks' clean-up again each time: their upstream connections would stay
+                # open and the upstream would keep generating
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+
+    async def _stream_sample(
+        self, client: httpx.AsyncClient, driver: PhaseDriver, index: int, sampling: SamplingConfig,
+        queue: asyncio.Queue[StreamPiece | BaseException | None],
+    ) -> None:
+        """Drive sample ``index`` through its streamed phases, putting pieces (or the error, then None) on ``queue``."""
+        tracker = driver.trackers[index]
+        cursor = StreamCursor(index, tracker)
+        try:
+            while (req := driver.request(index)) is not None:
+                phase, finish = tracker.phase, None
+                async for ids, lps, reason in self._stream_phase(client, req, sampling):
+                    finish = reason
+                    if ids:
+                        driver.feed_piece(index, ids, lps)
+                        for piece in cursor.advance():
+                            queue.put_nowait(piece)
+                    if tracker.phase is not phase:
+                        break  # the phase ended here: stop the server generating what would be dropped
+                driver.end_stream(index, finish if tracker.phase is phase else None)
+            for piece in cursor.advance(final=self.decode(tracker.completion_ids)):
+                queue.put_nowait(piece)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put_nowait(exc)
+        queue.put_nowait(None)
+
+    async def _stream_phase(
+        self, client: httpx.AsyncClient, req: PhaseRequest, sampling: SamplingConfig
+    ) -> AsyncIterator[tuple[tuple[int, ...], tuple[float, ...] | None, str | None]]:
+        """One streamed ``/v1/completions`` call: yields ``(ids, logprobs, finish_reason)`` per event."""
+        url = f"{self.base_url}/v1/completions"
+        body = {**self._payload(req, sampling), "stream": True}
+        try:
+            resp = await client.send(client.build_request("POST", url, json=body), stream=True)
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"POST {url} (stream) failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            if resp.status_code >= 400:
+                text = (await resp.aread()).decode("utf-8", "replace")[:500]
+                error = BackendUnavailable if resp.status_code >= 500 else BackendError
+                raise error(f"POST {url} (stream) was refused with HTTP {resp.status_code}: {text}")
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise BackendError(f"POST {url} streamed a non-JSON event: {data[:300]!r}") from exc
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise BackendError(f"POST {url} streamed an error: {str(chunk['error'])[:500]}")
+                if isinstance(chunk, dict) and not chunk.get("choices"):
+                    continue  # a usage-only event
+                out = self._parse(chunk, sampling.logprobs, check_stop=False)
+                yield out.token_ids, out.logprobs, out.finish_reason
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"POST {url} (stream) failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            await resp.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
+        if self._shared_client is not None:
+            yield self._shared_client
+            return
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        return httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=self.timeout_s, limits=limits, transport=self._transport
-        )
+        async with httpx.AsyncClient(
+            headers=headers, timeout=self.timeout_s, limits=limits, transport=self._transport
+        ) as client:
+            yield client
+
+    async def _ensure_context(self, client: httpx.AsyncClient) -> None:
+        if not self._context_known:
+            self.context_length = await self._fetch_context_length(client)
+            self._context_known = True
+
+    def set_context_length(self, length: int | None) -> None:
+        """Fix the model context (``None``: unknown, the server enforces it); no ``/v1/models`` request follows."""
+        self.context_length, self._context_known = length, True
+
+    async def fetch_context_length(self) -> int | None:
+        """The model context from ``GET /v1/models`` (once; later calls return the known value).
+
+        Raises:
+            BackendUnavailable: the server is unreachable.
+            BackendError: the server does not serve :attr:`model`.
+
+        """
+        async with self._client() as client:
+            await self._ensure_context(client)
+        return self.context_length
 
     async def _run_all(
         self, client: httpx.AsyncClient, gate: asyncio.Semaphore, requests: list[PhaseRequest], sampling: SamplingConfig
@@ -223,7 +370,7 @@ class OpenAIBackend(Backend):
                 with attempt:
                     resp = await self._send(client, method, path, body)
         except _Retryable as exc:
-            raise BackendError(
+            raise BackendUnavailable(
                 f"Cannot get an answer from the OpenAI-compatible server at {url} after {self.max_retries + 1} "
                 f"attempt(s): {exc}. Start one (e.g. `er serve --model PATH` or `vllm serve PATH`) or fix base_url."
             ) from None
@@ -240,11 +387,10 @@ class OpenAIBackend(Backend):
         except ValueError as exc:
             raise BackendError(f"{method} {url} answered non-JSON: {resp.text[:300]!r}") from exc
 
-    @staticmethod
-    async def _send(client: httpx.AsyncClient, method: str, path: str, body: Any) -> httpx.Response:
+    async def _send(self, client: httpx.AsyncClient, method: str, path: str, body: Any) -> httpx.Response:
         """One attempt; transport errors and 5xx answers raise :class:`_Retryable`."""
         try:
-            resp = await client.request(method, path, json=body)
+            resp = await client.request(method, f"{self.base_url}{path}", json=body)
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 500:
@@ -265,8 +411,11 @@ class OpenAIBackend(Backend):
         length = card.get("max_model_len")
         return length if isinstance(length, int) and length > 0 else None
 
-    def _parse(self, body: Any, want_logprobs: bool) -> PhaseOutput:
-        """Completion JSON -> :class:`PhaseOutput`; any missing or misshapen field is a BackendError."""
+    def _parse(self, body: Any, want_logprobs: bool, *, check_stop: bool = True) -> PhaseOutput:
+        """Completion JSON (or one streamed event) -> :class:`PhaseOutput`; a misshapen field is a BackendError.
+
+        ``check_stop=False`` for streamed events: the stop id may have come in an earlier one.
+        """
         try:
             choice = body["choices"][0]
             lp_block = choice.get("logprobs") or {}
@@ -280,13 +429,13 @@ class OpenAIBackend(Backend):
                 )
             ids = tuple(int(t) for t in ids)
             stop = choice.get("stop_reason", choice.get("matched_stop"))
-            if isinstance(stop, int) and not isinstance(stop, bool) and (not ids or ids[-1] != stop):
+            if check_stop and isinstance(stop, int) and not isinstance(stop, bool) and (not ids or ids[-1] != stop):
                 raise BackendError(
                     f"The server at {self.base_url} stopped on token id {stop} but left it out of the returned "
                     "ids; this backend needs stop tokens kept in token_ids, as vLLM returns them."
                 )
             logprobs = None
-            if want_logprobs:
+            if want_logprobs and ids:
                 raw = lp_block.get("token_logprobs")
                 if raw is None or len(raw) != len(ids) or any(v is None for v in raw):
                     raise BackendError(

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from er_env.backends.base import BackendError
-from er_env.budget import BudgetTracker, Phase
+from er_env.budget import BudgetedCompletion, BudgetTracker, Phase
 
-__all__ = ["PhaseDriver", "PhaseOutput", "PhaseRequest", "token_id_prompts"]
+__all__ = ["PhaseDriver", "PhaseOutput", "PhaseRequest", "StreamCursor", "StreamPiece", "token_id_prompts"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,81 @@ class PhaseOutput:
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...] | None
     finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """New completion ids of one sample, as a streaming engine delivered them.
+
+    Attributes:
+        index: the sample.
+        kind: ``"thinking"`` (thinking tokens), ``"think_end"`` (the ``</think>`` ids,
+            sampled or forced) or ``"solution"``; an empty piece of kind
+            ``"solution"`` carries only :attr:`completion`.
+        token_ids: the ids, in completion order.
+        forced: the ids were forced by the protocol (a ``"think_end"`` piece the
+            policy did not sample).
+        completion: the sample's finished record, on its last piece only.
+
+    """
+
+    index: int
+    kind: str
+    token_ids: tuple[int, ...]
+    forced: bool = False
+    completion: BudgetedCompletion | None = None
+
+
+class StreamCursor:
+    """Turns a tracker's growing ``completion_ids`` into :class:`StreamPiece` records.
+
+    Call :meth:`advance` after every feed: it returns the ids added since the last
+    call, split where their kind changes (thinking, ``</think>``, solution). The
+    tracker decides everything; the cursor only reads it.
+    """
+
+    def __init__(self, index: int, tracker: BudgetTracker) -> None:
+        self.index = index
+        self.tracker = tracker
+        self._sent = 0
+        self._forced = 0  # forced ids among the sent ones
+
+    def advance(self, final: str | None = None) -> list[StreamPiece]:
+        """The pieces added since the last call; with ``final`` (the decoded text) the last one.
+
+        Args:
+            final: once the tracker is done, its decoded completion: the returned list
+                then ends with a piece carrying the finished record.
+
+        Returns:
+            Pieces in completion order (possibly none).
+
+        """
+        tracker = self.tracker
+        ids, end = tracker.completion_ids, tracker.special.think_end
+        new_forced = tracker.forced_since(self._sent)
+        self._forced += sum(new_forced)
+        boundary = tracker.thinking_tokens + self._forced  # ids up to and including </think>
+        closed = tracker.phase is not Phase.THINKING and tuple(ids[max(0, boundary - len(end)) : boundary]) == end
+
+        def kind(pos: int) -> tuple[str, bool]:
+            if new_forced[pos - self._sent]:
+                return "think_end", True
+            if not closed or pos < boundary - len(end):
+                return "thinking", False
+            return ("solution" if pos >= boundary else "think_end"), False
+
+        pieces: list[StreamPiece] = []
+        start = self._sent
+        for pos in range(self._sent, len(ids)):
+            here = kind(pos)
+            if pos + 1 == len(ids) or kind(pos + 1) != here:
+                pieces.append(StreamPiece(self.index, here[0], tuple(ids[start : pos + 1]), here[1]))
+                start = pos + 1
+        self._sent = len(ids)
+        if final is not None:
+            pieces.append(StreamPiece(self.index, "solution", (), completion=tracker.result(text=final)))
+        return pieces
 
 
 def token_id_prompts(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -158,6 +233,8 @@ class PhaseDriver:
         self._pending: list[int] = []
         self._sent = [0] * len(self.trackers)  # requests sent per sample (the max_rounds guard)
         self._stop_strings: dict[int, bool] = {}  # samples with a request in flight -> it used stop strings
+        self._phase_at_request: dict[int, Phase] = {}  # samples with a request in flight -> phase when sent
+        self._kept: dict[int, int] = {}  # streamed requests: ids kept so far
 
     def next_requests(self) -> list[PhaseRequest]:
         """Build the requests of every unfinished sample; empty when all are done."""
@@ -185,6 +262,7 @@ class PhaseDriver:
         self._sent[index] += 1
         req = self._request(index, tracker)
         self._stop_strings[index] = bool(req.stop_strings)
+        self._phase_at_request[index] = tracker.phase
         return req
 
     def feed(self, index: int, out: PhaseOutput) -> None:
@@ -196,7 +274,46 @@ class PhaseDriver:
         """
         if index not in self._stop_strings:
             raise ValueError(f"Sample {index} has no request in flight.")
+        self._phase_at_request.pop(index, None)
         _feed(self.trackers[index], out, self._stop_strings.pop(index))
+
+    def feed_piece(self, index: int, token_ids: Sequence[int], logprobs: Sequence[float] | None = None) -> int:
+        """Feed part of a streamed answer to the last :meth:`request` of sample ``index``.
+
+        For engines that stream a phase token by token: each piece goes to the tracker as
+        it arrives (the tracker keeps what the budget allows); :meth:`end_stream` closes
+        the request once the engine says why it stopped. Streaming does not combine with
+        ``native_thinking_budget``.
+
+        Returns:
+            How many of the ids the tracker kept.
+
+        Raises:
+            ValueError: sample ``index`` has no request in flight.
+
+        """
+        if index not in self._stop_strings:
+            raise ValueError(f"Sample {index} has no request in flight.")
+        tracker = self.trackers[index]
+        if tracker.done or tracker.phase is not self._phase_at_request.get(index, tracker.phase):
+            return 0  # the phase already ended: later ids were conditioned on a prefix that no longer exists
+        kept = tracker.feed(token_ids, logprobs)
+        self._kept[index] = self._kept.get(index, 0) + kept
+        return kept
+
+    def end_stream(self, index: int, finish_reason: str | None) -> None:
+        """Close the streamed request of sample ``index``; ``finish_reason`` is the engine's.
+
+        Raises:
+            ValueError: sample ``index`` has no request in flight.
+            BackendError: the engine stopped for no protocol reason (see :meth:`feed`).
+
+        """
+        if index not in self._stop_strings:
+            raise ValueError(f"Sample {index} has no request in flight.")
+        used_stop_strings = self._stop_strings.pop(index)
+        phase = self._phase_at_request.pop(index)
+        _close_phase(self.trackers[index], phase, self._kept.pop(index, 0), finish_reason, used_stop_strings)
 
     def _request(self, index: int, tracker: BudgetTracker) -> PhaseRequest:
         special = tracker.special
@@ -240,11 +357,19 @@ def _feed(tracker: BudgetTracker, out: PhaseOutput, used_stop_strings: bool) -> 
         # thinking budget): what follows was conditioned on the tracker's own prefix.
         rest = kept + len(forced)
         tracker.feed(ids[rest:], None if lps is None else lps[rest:])
+    _close_phase(tracker, phase, kept, out.finish_reason, used_stop_strings)
+
+
+def _close_phase(
+    tracker: BudgetTracker, phase: Phase, kept: int, finish_reason: str | None, used_stop_strings: bool
+) -> None:
+    """After an engine answer of ``kept`` ids sent in ``phase``: end the sample if the engine stopped early."""
     if tracker.done or tracker.phase is not phase:
         return
-    if used_stop_strings and kept and out.finish_reason == "stop":
+    if used_stop_strings and kept and finish_reason == "stop":
         return  # the stop text matched other ids than the delimiter's: ask again from here
-    if out.finish_reason == "stop":
+    if finish_reason == "stop":
+        ids = tracker.completion_ids
         raise BackendError(
             f"The engine stopped (finish_reason='stop') after ids {ids[-3:]}, none of which is </think> "
             f"{list(tracker.special.think_end)} or a known EOS id {sorted(tracker.special.eos)}. Pass "

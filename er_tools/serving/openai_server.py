@@ -6,7 +6,9 @@ Endpoints:
   choice by choice), ``max_tokens``, ``temperature``, ``top_p``, ``top_k``,
   ``seed``, ``stop_token_ids``, ``stop``, ``logprobs``, ``return_token_ids``,
   ``return_tokens_as_token_ids``, ``thinking_token_budget``; ``n=1`` only, no
-  streaming, no echo. Generation semantics are vLLM's (see
+  echo. ``stream=true`` answers server-sent events in vLLM's chunk shape, but each
+  choice comes whole in one event (the model decodes before anything is sent), then
+  ``data: [DONE]``. Generation semantics are vLLM's (see
   :mod:`er_tools.serving.generation`). With ``logprobs``, ``top_logprobs`` holds only
   the sampled token (alternatives are not computed).
 - ``GET /v1/models``: the one served model, with ``max_model_len``.
@@ -24,11 +26,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from er_tools.serving.generation import GenerationParams, GenerationResult, TransformersGenerator
 from er_tools.serving.protocol import (
@@ -86,8 +89,6 @@ def _prompts(req: CompletionRequest, generator: TransformersGenerator) -> list[l
 
 
 def _params(req: CompletionRequest) -> GenerationParams:
-    if req.stream:
-        raise _ApiError(400, "stream=true is not supported by this server; send stream=false.")
     if req.n != 1:
         raise _ApiError(400, f"n={req.n} is not supported; send one request per sample (n=1).")
     if req.echo:
@@ -154,6 +155,14 @@ def _complete(req: CompletionRequest, generator: TransformersGenerator, name: st
     return CompletionResponse(model=name, choices=choices, usage=usage)
 
 
+def _events(res: CompletionResponse) -> Any:
+    """A finished response as server-sent events: one chunk per choice, then ``[DONE]``."""
+    for choice in res.choices:
+        chunk = res.model_copy(update={"choices": [choice]}).model_dump(exclude={"usage"})
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 def create_app(generator: TransformersGenerator, model_name: str) -> FastAPI:
     """Build the FastAPI app serving ``generator`` under ``model_name``.
 
@@ -184,12 +193,13 @@ def create_app(generator: TransformersGenerator, model_name: str) -> FastAPI:
         return ModelList(data=[ModelCard(id=model_name, root=model_name, max_model_len=generator.max_model_len)])
 
     @app.post("/v1/completions", response_model=CompletionResponse, response_model_exclude_none=False)
-    def completions(req: CompletionRequest) -> CompletionResponse:
+    def completions(req: CompletionRequest) -> Any:
         try:
-            return _complete(req, generator, model_name)
+            res = _complete(req, generator, model_name)
         except _ApiError:
             raise
         except Exception as exc:  # a model failure is the server's fault, never the client's
             raise _ApiError(500, f"generation failed: {type(exc).__name__}: {exc}") from exc
+        return StreamingResponse(_events(res), media_type="text/event-stream") if req.stream else res
 
     return app

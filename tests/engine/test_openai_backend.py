@@ -7,6 +7,7 @@ HFBackend's token for token, budgets binding or not.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -334,3 +335,79 @@ def test_er_generate_openai_end_to_end(server_url, tiny_model_dir, backend):
     bad = subprocess.run(cmd[: cmd.index("--tokenizer")] + cmd[cmd.index("--prompt"):], capture_output=True,
                          text=True, timeout=60, cwd=repo)
     assert bad.returncode != 0 and "--tokenizer" in bad.stderr
+
+
+# ------------------------------------------------ streamed phases (fake SSE server)
+def _sse_handler(seen, token=50, per_event=1):
+    """A server streaming `max_tokens` ids of `token`, `per_event` ids per event."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        n = body["max_tokens"]
+        ids = [token] * n
+        if not body.get("stream"):
+            return httpx.Response(200, json=_completion(ids, [-0.5] * n))
+        events = []
+        for k in range(0, n, per_event):
+            part = ids[k:k + per_event]
+            last = k + per_event >= n
+            choice = {"index": 0, "text": "", "token_ids": part, "finish_reason": "length" if last else None,
+                      "logprobs": {"token_logprobs": [-0.5] * len(part), "tokens": [f"token_id:{t}" for t in part]}}
+            events.append(f"data: {json.dumps({'choices': [choice]})}\n\n")
+        events.append('data: {"choices": [], "usage": {"prompt_tokens": 1}}\n\n')
+        events.append("data: [DONE]\n\n")
+        return httpx.Response(200, content="".join(events).encode(), headers={"content-type": "text/event-stream"})
+
+    return handler
+
+
+async def _collect(backend, prompts, budget, sampling=GREEDY):
+    return [p async for p in backend.astream(prompts, budget, sampling)]
+
+
+@pytest.mark.parametrize("per_event", [1, 3])
+def test_astream_pieces_rebuild_the_agenerate_record(tiny_model_dir, per_event):
+    seen = []
+    fake = _fake(tiny_model_dir, _sse_handler(seen, per_event=per_event))
+    budget = Budget(think=4, solution=3)
+    pieces = asyncio.run(_collect(fake, [[1, 2], [1, 3]], budget))
+    want = fake.generate([[1, 2], [1, 3]], budget, GREEDY)
+    assert all(b["stream"] for b in seen[:4]) and not any(b["stream"] for b in seen[4:])
+    for i, rec in enumerate(want):
+        mine = [p for p in pieces if p.index == i]
+        assert sum((p.token_ids for p in mine), ()) == rec.completion_ids
+        runs = [k for k, _ in itertools.groupby((p.kind, p.forced) for p in mine if p.token_ids)]
+        assert runs == [("thinking", False), ("think_end", True), ("solution", False)]
+        assert len([p for p in mine if p.kind == "thinking"]) == (4 if per_event == 1 else 2)
+        assert mine[-1].completion == rec and all(p.completion is None for p in mine[:-1])
+
+
+def test_astream_natural_think_end_and_eos(tiny_model_dir):
+    sp_holder = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sp = sp_holder["sp"]
+        ids = [50, *sp.think_end] if len(body["prompt"]) == 1 else [51, min(sp.eos)]
+        choice = {"index": 0, "token_ids": ids, "finish_reason": "stop", "stop_reason": ids[-1]}
+        text = f"data: {json.dumps({'choices': [choice]})}\n\ndata: [DONE]\n\n"
+        return httpx.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+    fake = _fake(tiny_model_dir, handler)
+    sp_holder["sp"] = fake.special
+    pieces = asyncio.run(_collect(fake, [[1]], Budget(think=8, solution=8), SamplingConfig(temperature=0,
+                                                                                           logprobs=False)))
+    kinds = [(p.kind, p.token_ids, p.forced) for p in pieces if p.token_ids]
+    assert kinds == [("thinking", (50,), False), ("think_end", fake.special.think_end, False),
+                     ("solution", (51, min(fake.special.eos)), False)]
+    rec = pieces[-1].completion
+    assert rec.finish_reason == "eos" and not rec.thinking_truncated
+
+
+def test_astream_5xx_is_backend_unavailable(tiny_model_dir):
+    from er_env.backends.base import BackendUnavailable
+
+    fake = _fake(tiny_model_dir, lambda request: httpx.Response(503, text="overloaded"))
+    with pytest.raises(BackendUnavailable, match="503.*overloaded"):
+        asyncio.run(_collect(fake, [[1]], Budget(think=2, solution=2)))

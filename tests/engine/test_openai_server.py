@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -119,7 +121,6 @@ def test_batch_prompt_gives_one_choice_each(client, prompts):
 @pytest.mark.parametrize("body,status,needle", [
     ({"prompt": [1] * 600, "max_tokens": 4}, 400, "maximum context length is 512"),
     ({"prompt": [1, 2], "max_tokens": 4, "n": 2}, 400, "n=2"),
-    ({"prompt": [1, 2], "max_tokens": 4, "stream": True}, 400, "stream"),
     ({"prompt": [1, 2], "max_tokens": 4, "model": "gpt-4"}, 404, "gpt-4"),
     ({"prompt": [1, 10**9], "max_tokens": 4}, 400, "outside the vocabulary"),
     ({"prompt": [1, 2], "max_tokens": "many"}, 400, "max_tokens"),
@@ -157,3 +158,14 @@ def test_cli_flags_defaults_and_env(monkeypatch):
         ServeConfig()
     with pytest.raises(ValueError, match="--port"):
         ServeConfig(model="/m", port=70000)
+
+
+def test_stream_sends_each_choice_whole_then_done(client, prompts):
+    body = {"prompt": list(prompts[0]), "max_tokens": 5, "temperature": 0, "return_token_ids": True}
+    whole = _complete(client, **body)
+    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and len(events) == 2
+    [choice] = json.loads(events[0])["choices"]
+    assert choice["token_ids"] == whole["token_ids"] and choice["finish_reason"] == whole["finish_reason"]
