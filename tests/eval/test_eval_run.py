@@ -177,7 +177,7 @@ def test_endpoint_down_is_a_clear_error_and_loses_nothing(shared_data, tiny_mode
                "--out", str(tmp_path), "--quiet"])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "127.0.0.1:9" in err and "BackendError" in err
+    assert "127.0.0.1:9" in err and "BackendUnavailable" in err  # the BackendError for an unreachable server
     assert _lines(tmp_path) == [{"key": "old", "problem_id": "x", "sample_index": 0}]
 
 
