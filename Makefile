@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml Makefile
 	@: > $(INSTALL_LOG)
 	@echo "installing into $(VENV) (log: $(INSTALL_LOG)) ..."
 	@$(PY) -m pip install -q --upgrade pip $(QUIET)
+	@# OpenRLHF's interface only: the package pins transformers==5.15/deepspeed/flash-attn ([openrlhf] has its few deps)
+	@$(PY) -m pip install -q --no-deps openrlhf==0.11.2 'pylatexenc>=2.10' $(QUIET)
+	@# its wheel also installs a top-level `tests` package that would shadow this repo's tests/
+	@$(PY) -c "import pathlib,shutil,sysconfig; t=pathlib.Path(sysconfig.get_paths()['purelib'],'tests'); (t/'test_agent.py').exists() and shutil.rmtree(t)"
 	@# CPU torch first (a local wheel here), so nothing pulls multi-GB CUDA wheels
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
 	@$(PY) -m pip install -q -e '.[dev]' $(QUIET)
