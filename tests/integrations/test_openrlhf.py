@@ -20,6 +20,7 @@ from er_env.budget import Budget, BudgetError
 from er_env.data import load_problems
 from er_env.data.schema import ProblemError
 from tests.conftest import require
+from tests.integrations.hf_engine import hf_generate
 
 try:  # collected in every venv; only .venv has openrlhf (make venv: pip install --no-deps openrlhf==0.11.2)
     from openrlhf.utils.agent import AgentExecutorBase, SingleTurnAgentExecutor
@@ -50,26 +51,16 @@ class HFEngine:
     """OpenRLHF's engine interface over a real ``transformers`` model (greedy)."""
 
     def __init__(self, backend):
-        self.model, self.tokenizer = backend.model, backend.tokenizer
+        self.backend = backend
         self.calls: list[tuple[int, int | None, list[int]]] = []
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        import torch
-
         self.calls.append((len(prompt_token_ids), sampling_params.max_tokens, list(sampling_params.stop_token_ids)))
-        ids = torch.tensor([prompt_token_ids])
-        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                  max_new_tokens=sampling_params.max_tokens,
-                                  eos_token_id=list(sampling_params.stop_token_ids),
-                                  pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
-                                  return_dict_in_generate=True)
-        new = out.sequences[0, len(prompt_token_ids):].tolist()
-        logprobs = [{tok: SimpleNamespace(logprob=float(torch.log_softmax(step[0].float(), -1)[tok]))}
-                    for step, tok in zip(out.scores, new, strict=True)]
-        stopped = bool(new) and new[-1] in sampling_params.stop_token_ids
+        new, logprobs, stopped = hf_generate(self.backend, prompt_token_ids, sampling_params.max_tokens,
+                                             sampling_params.stop_token_ids)
         return SimpleNamespace(outputs=[SimpleNamespace(
-            token_ids=new, text=self.tokenizer.decode(new), logprobs=logprobs,
-            finish_reason="stop" if stopped else "length")])
+            token_ids=new, text=self.backend.tokenizer.decode(new), finish_reason="stop" if stopped else "length",
+            logprobs=[{tok: SimpleNamespace(logprob=lp)} for tok, lp in zip(new, logprobs, strict=True)])])
 
 
 @pytest.fixture(scope="module")
