@@ -166,3 +166,24 @@ def test_parquet_export_has_verls_layout(tmp_path):
     first = frame.iloc[0]
     assert first["agent_name"] == "elastic_reasoning" and first["prompt"][-1]["role"] == "user"
     assert json.loads(first["reward_model"]["ground_truth"]) and json.loads(first["extra_info"]["problem"])["answers"]
+
+
+def test_recipe_agent_loop_yaml_instantiates_as_verl_does(backend):
+    import hydra
+    from verl.experimental.agent_loop.agent_loop import ToolListWrap
+
+    from tests.conftest import REPO
+
+    [entry] = OmegaConf.load(REPO / "er_integrations" / "recipes" / "verl_agent_loops.yaml")
+    config = OmegaConf.create({"actor_rollout_ref": {"rollout": {"prompt_length": 1024, "response_length": 2049}},
+                               "data": {}})
+
+    async def go():
+        return hydra.utils.instantiate(config=entry, trainer_config=DictConfigWrap(config=config),
+                                       server_manager=HFServer(backend), tokenizer=backend.tokenizer, processor=None,
+                                       hf_model_type=None, dataset_cls=None, data_config=DictConfigWrap(config.data),
+                                       tools=ToolListWrap([]))
+
+    loop = asyncio.run(go())
+    assert isinstance(loop, ElasticReasoningAgentLoop) and entry.name == "elastic_reasoning"
+    assert (loop.budget.think, loop.budget.solution, loop.budget.train_forced_token) == (1024, 1024, False)
