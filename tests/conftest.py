@@ -7,10 +7,12 @@ set-up can never pass by skipping everything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -122,6 +124,41 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def serve_process(cmd: list[str], url: str, log: Path, *, env: dict | None = None, ready_s: float = 120,
+                  what: str = "server") -> Iterator[str]:
+    """Start a server process, wait until ``url/health`` answers 200, yield ``url``; stop it on exit.
+
+    The test fails (with the log's tail) if the process exits or is not healthy within ``ready_s``.
+    """
+    import time
+
+    import httpx
+
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{what} exited with {proc.returncode}:\n{log.read_text()[-3000:]}", pytrace=False)
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} not healthy after {ready_s:g} s:\n{log.read_text()[-3000:]}", pytrace=False)
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="session")
 def vllm_server(vllm_module, vllm_tiny_dir, tmp_path_factory):
     """A real vLLM OpenAI API server process on loopback, serving the tiny model (float32, prefix caching).
@@ -130,9 +167,6 @@ def vllm_server(vllm_module, vllm_tiny_dir, tmp_path_factory):
     the server module is run directly. Yields ``(base_url, model_name)``.
     """
     import sys
-    import time
-
-    import httpx
 
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
@@ -140,29 +174,8 @@ def vllm_server(vllm_module, vllm_tiny_dir, tmp_path_factory):
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_tiny_dir),
            "--dtype", "float32", "--enforce-eager", "--max-model-len", "512", "--enable-prefix-caching",
            "--host", "127.0.0.1", "--port", str(port), "--seed", "0"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}", pytrace=False)
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not healthy after 240 s:\n{log.read_text()[-3000:]}", pytrace=False)
-            time.sleep(1)
+    with serve_process(cmd, f"http://127.0.0.1:{port}", log, env=env, ready_s=240, what="vLLM server") as url:
         yield url, str(vllm_tiny_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,14 @@
 """OpenEnv: the Elastic Reasoning episode served by OpenEnv's app factory, driven by OpenEnv's own client."""
 
 import os
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from er_env.budget import Budget, BudgetError
 from er_env.data import load_problems
-from tests.conftest import _free_port, require
+from tests.conftest import _free_port, require, serve_process
 
 try:  # collected in every venv; only .venv has OpenEnv (the fixture below skips, or fails in CI)
     from openenv.core.generic_client import GenericEnvClient
@@ -30,36 +28,13 @@ THINK, SOLUTION = 12, 24
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """A real `python -m er_integrations.openenv` process (uvicorn, OpenEnv's create_app) on loopback."""
-    import httpx
-
     port = _free_port()
     log = tmp_path_factory.mktemp("openenv") / "server.log"
     cmd = [sys.executable, "-m", "er_integrations.openenv", "--port", str(port), "--max-concurrent-envs", "4",
            "--think", str(THINK), "--solution", str(SOLUTION), "--tokenizer", str(tiny_model_dir)]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"OpenEnv server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"OpenEnv server not healthy after 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve_process(cmd, f"http://127.0.0.1:{port}", log, env=env, what="OpenEnv server") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _episode(url: str, index: int, think: str, solution: str) -> tuple[dict, dict, dict, dict]:
