@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from er_env.budget import Budget, BudgetError
+from er_env.budget import Budget, BudgetError, TokenizerError
 from er_env.data import load_problems
 from er_integrations.conformance import check_conformance, standard_budgets
 from tests.conftest import REPO, _free_port, require, serve_process
@@ -161,3 +161,13 @@ def test_budgets_over_the_servers_context_fail_the_episode_before_any_model_call
     assert not episode.ok
     assert "max_model_len=512" in str(episode.errors) + str([t.errors for t in episode.traces])
     assert all(not t.calls for t in episode.traces)
+
+
+def test_a_multi_token_think_end_is_refused_when_the_env_loads(tmp_path):
+    """A tokenizer whose </think> is several tokens: refused naming the fix, before any server is asked."""
+    require(SERVE_PYTHON.exists(), f"{SERVE_PYTHON} not found (builds the tokenizer; make venv)")
+    subprocess.run([str(SERVE_PYTHON), "-m", "er_cli", "tiny-model", "--out", str(tmp_path), "--multi-token-think-end",
+                    "--train-steps", "0"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                   timeout=300)
+    with pytest.raises(TokenizerError, match=r"</think> encodes to \d+ tokens.*add_special_tokens"):
+        load_environment(tokenizer=str(tmp_path), think_budget_tokens=8, solution_budget_tokens=8)
