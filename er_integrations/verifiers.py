@@ -215,7 +215,9 @@ class ElasticHarness(Harness[ElasticHarnessConfig]):  # type: ignore[misc]
     forced ``</think>`` when needed, solution call (at most ``s``), all through
     :class:`~er_env.backends.openai.OpenAIBackend`; the result is committed as one assistant turn
     (see the module doc). Refuses, before any model call, a multi-token ``</think>`` and budgets that
-    do not fit the model context.
+    do not fit the model context. Sampling comes from the run's (``temperature``, ``top_p``, extra
+    ``top_k``/``seed``; a seed is sent unchanged with every rollout, so a group of rollouts of one task
+    samples alike: leave it unset for GRPO groups).
     """
 
     APPENDS_SYSTEM_PROMPT = True
@@ -224,11 +226,9 @@ class ElasticHarness(Harness[ElasticHarnessConfig]):  # type: ignore[misc]
 
     def __init__(self, config: ElasticHarnessConfig) -> None:
         super().__init__(config)
-        from er_env.tokens import special_tokens as resolve
-
         self.budget = config.budget()
         self.tokenizer = load_tokenizer(config.tokenizer)
-        self.special = resolve(self.tokenizer)
+        self.special = special_tokens(self.tokenizer)
         check_protocol(self.special, self.budget, config.context_length, "--env.agent.harness.context-length")
         self._backends: dict[tuple[str, str], Any] = {}
 
