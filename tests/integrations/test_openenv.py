@@ -1,4 +1,8 @@
-"""OpenEnv: the Elastic Reasoning episode served by OpenEnv's app factory, driven by OpenEnv's own client."""
+"""OpenEnv: the Elastic Reasoning episode served by OpenEnv's app factory, driven by OpenEnv's own client.
+
+A real engine (the tiny model's ``transformers`` ``generate``) plays the policy through the server, and the
+conformance kit (``er_integrations.conformance``) compares the episodes with er_env's HF backend.
+"""
 
 import os
 import sys
@@ -6,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from er_env.budget import Budget, BudgetError
+from er_env.budget import BudgetError
 from er_env.data import load_problems
+from er_integrations.conformance import Rollout, check_conformance, standard_budgets
 from tests.conftest import _free_port, require, serve_process
+from tests.integrations.hf_engine import hf_generate
 
 try:  # collected in every venv; only .venv has OpenEnv (the fixture below skips, or fails in CI)
     from openenv.core.generic_client import GenericEnvClient
@@ -72,33 +78,41 @@ def test_whole_episodes_in_concurrent_sessions_through_openenvs_client(server, t
             assert last["reward"] == 0.0 and obs["verdict"] == "wrong"
 
 
-@pytest.mark.parametrize("think", [4, 200], ids=["binding", "non-binding"])  # per-episode t via reset
-def test_a_real_models_two_phases_through_the_server_equal_the_backends_protocol(server, backend, think):
-    """Greedy tiny model: phase 1 (max t, stop at </think>), phase 2 from the episode's prefix, fed as actions."""
-    from er_env.backends.base import SamplingConfig
+def openenv_adapter(server, backend):
+    """The conformance kit's adapter: one OpenEnv session per (problem index, budget), driven by a real engine.
 
-    greedy = SamplingConfig(temperature=0.0)
-    binds = []
-    for index in range(3):  # a batch of prompts, one session each, sequentially
+    The engine is the tiny model's ``transformers`` ``generate`` (greedy): phase 1 from ``prompt_ids`` with
+    ``max_tokens=t`` stopping at ``</think>`` or EOS, phase 2 from the episode's ``prompt_ids + completion_ids``
+    with ``max_tokens=remaining_tokens`` stopping at EOS; each phase's ids are one action.
+    """
+    think_end, eos = list(backend.special.think_end), sorted(backend.special.eos)
+
+    def openenv(index, budget):
         with GenericEnvClient(base_url=server).sync() as client:
-            first = client.reset(problem_index=index, think_budget_tokens=think).observation
-            assert first["think_budget_tokens"] == think and first["remaining_tokens"] == think
-            [ref] = backend.generate([first["prompt_ids"]], Budget(think=think, solution=SOLUTION), greedy)
-            [phase1] = backend.generate([first["prompt_ids"]], Budget.unconstrained(max_tokens=think), greedy)
-            mid = client.step({"token_ids": list(phase1.completion_ids)}).observation
-            last = mid
-            if mid["phase"] != "done":  # (EOS while thinking with eos_in_thinking="end" ends it at once)
-                prefix = first["prompt_ids"] + mid["completion_ids"]
-                left = Budget.unconstrained(max_tokens=mid["remaining_tokens"])
-                [phase2] = backend.generate([prefix], left, greedy)
-                last = client.step({"token_ids": list(phase2.completion_ids)}).observation
-        assert last["phase"] == "done"
-        assert last["completion_ids"] == list(ref.completion_ids)
-        assert last["env_mask"] == list(ref.env_mask)
-        assert last["thinking_truncated"] == ref.thinking_truncated
-        assert last["finish_reason"] == ref.finish_reason
-        binds.append(ref.think_finish_reason == "budget")
-    assert binds == [think == 4] * 3  # t binds on every prompt in the first case, on none in the second
+            first = client.reset(problem_index=index, think_budget_tokens=budget.think,
+                                 solution_budget_tokens=budget.solution).observation
+            assert first["think_budget_tokens"] == budget.think and first["remaining_tokens"] == budget.think
+            phase1, _, _ = hf_generate(backend, first["prompt_ids"], first["remaining_tokens"], think_end + eos)
+            last = client.step({"token_ids": phase1}).observation
+            if last["phase"] != "done":  # (EOS while thinking with eos_in_thinking="end" ends it at once)
+                assert last["remaining_tokens"] == budget.solution
+                prefix = first["prompt_ids"] + last["completion_ids"]
+                phase2, _, _ = hf_generate(backend, prefix, last["remaining_tokens"], eos)
+                last = client.step({"token_ids": phase2}).observation
+            state = client.state()
+        assert last["phase"] == "done" and state["phase"] == "done"
+        return Rollout(prompt_ids=first["prompt_ids"], completion_ids=last["completion_ids"],
+                       env_mask=last["env_mask"], thinking_tokens=state["thinking_tokens"],
+                       solution_tokens=state["solution_tokens"], thinking_truncated=last["thinking_truncated"],
+                       finish_reason=last["finish_reason"])
+
+    return openenv
+
+
+def test_a_real_engine_through_the_server_conforms_to_er_env_backend(server, backend):
+    """The kit: 3 problems x (binding t=4, non-binding t=300), per-episode t/s via reset, greedy."""
+    report = check_conformance(openenv_adapter(server, backend), backend, [0, 1, 2], standard_budgets())
+    assert report.ok and len(report.cases) == 6
 
 
 def test_bad_settings_and_actions_fail_before_any_session():

@@ -2,8 +2,9 @@
 
 The engine is OpenRLHF's interface (``await llm_engine.generate(prompt_token_ids, sampling_params)`` ->
 a vLLM-shaped ``RequestOutput``) backed by the tiny model's ``transformers`` ``generate`` (greedy,
-stopping on the request's ``stop_token_ids``), so the executor's token ids, ``action_ranges`` and
-counts are compared with er_env's own HF backend on the same prompt.
+stopping on the request's ``stop_token_ids``), and the conformance kit (``er_integrations.conformance``)
+compares the executor's token ids, ``action_ranges``, counts and ``thinking_truncated`` with er_env's own
+HF backend on the same prompts.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from er_env.backends.base import SamplingConfig
 from er_env.budget import Budget, BudgetError
 from er_env.data import load_problems
 from er_env.data.schema import ProblemError
+from er_integrations.conformance import Rollout, check_conformance, mask_from_spans, standard_budgets
 from tests.conftest import require
 from tests.integrations.hf_engine import hf_generate
 
@@ -74,34 +75,39 @@ def _execute(executor, backend, problem, engine, max_length=480):
                                         backend.tokenizer, engine))
 
 
-@pytest.mark.parametrize("think", [6, 300], ids=["binding", "non_binding"])
-def test_executor_equals_er_env_backend(backend, problem, think):
-    budget = Budget(think=think, solution=40)
-    executor = ElasticAgentExecutor(budget=budget, on_reward_error="raise")
-    engine = HFEngine(backend)
-    out = _execute(executor, backend, problem, engine)
+def openrlhf_adapter(backend, engine, max_length=1024):
+    """The conformance kit's adapter: one ``execute`` per (problem, budget), its output in er_env's terms."""
 
-    prompt_ids = out["observation_tokens"][: out["action_ranges"][0][0]]
-    [ref] = backend.generate([prompt_ids], budget, SamplingConfig(temperature=0.0))
-    n = len(prompt_ids)
-    assert out["observation_tokens"] == prompt_ids + list(ref.completion_ids)
-    assert out["extra_logs"]["thinking_truncated"] == float(ref.thinking_truncated)
-    assert out["extra_logs"]["thinking_tokens"] == ref.thinking_tokens
-    assert out["extra_logs"]["solution_tokens"] == ref.solution_tokens
-    trained = [0] * len(ref.completion_ids)
-    for start, end in out["action_ranges"]:
-        trained[start - n : end - n] = [1] * (end - start)
-    assert tuple(trained) == ref.env_mask
-    assert engine.calls[0][1] == think  # the thinking call is capped at t
-    assert engine.calls[0][2][0] == backend.special.think_end[0]
-    assert len(engine.calls) == 2 and engine.calls[1][1] == 40
-    assert engine.calls[1][0] == n + ref.thinking_tokens + sum(ref.forced_mask)
-    assert len(out["rollout_log_probs"]) == len(out["observation_tokens"])
-    assert out["reward"] in (0.0, 1.0) and out["extra_logs"]["reward_is_error"] == 0.0
-    if think == 6:
-        assert ref.thinking_truncated and out["action_ranges"] == [(n, n + 6), (n + 7, n + 7 + ref.solution_tokens)]
-    else:
-        assert not ref.thinking_truncated and len(out["action_ranges"]) == 1
+    async def openrlhf(problem, budget):
+        prompt = backend.tokenizer.decode(backend.chat_prompt(problem.question))
+        executor = ElasticAgentExecutor(budget=budget, on_reward_error="raise")
+        out = await executor.execute(prompt, json.dumps(problem.to_dict()), Params(), max_length, backend.tokenizer,
+                                     engine)
+        n = len(backend.tokenizer(text=prompt, add_special_tokens=False)["input_ids"])
+        obs, logs = out["observation_tokens"], out["extra_logs"]
+        assert len(out["rollout_log_probs"]) == len(obs)
+        assert out["reward"] in (0.0, 1.0) and logs["reward_is_error"] == 0.0
+        return Rollout(prompt_ids=obs[:n], completion_ids=obs[n:],
+                       env_mask=mask_from_spans(out["action_ranges"], len(obs) - n, offset=n),
+                       thinking_tokens=int(logs["thinking_tokens"]), solution_tokens=int(logs["solution_tokens"]),
+                       thinking_truncated=bool(logs["thinking_truncated"]))
+
+    return openrlhf
+
+
+def test_executor_conforms_to_er_env_backend(backend):
+    """The kit: 3 problems x (binding t=4, non-binding t=300, binding with the forced token trained), greedy."""
+    engine = HFEngine(backend)
+    budgets = {**standard_budgets(), "binding_train_forced": Budget(think=4, solution=24, train_forced_token=True)}
+    report = check_conformance(openrlhf_adapter(backend, engine), backend, load_problems("embedded:math")[:3],
+                               budgets)
+    assert report.ok and len(report.cases) == 9
+    # the engine saw the two calls per sample: thinking capped at t stopping at </think>, solution capped at s
+    first_think, first_solution = engine.calls[0], engine.calls[1]
+    assert first_think[1] == 4 and first_think[2][0] == backend.special.think_end[0] and first_solution[1] == 24
+    case = report.cases[0]
+    assert first_solution[0] == len(case.got.prompt_ids) + 4 + 1  # prompt + t + the forced </think>
+    assert len(engine.calls) == 18
 
 
 def test_train_forced_token_keeps_it_in_action_ranges(backend, problem):

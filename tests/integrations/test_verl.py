@@ -2,8 +2,9 @@
 
 Runs in .venv-verl (``make test-verl``; marker ``verl``). The server client is verl's interface
 (``await server_manager.generate(request_id, prompt_ids=..., sampling_params=...)`` -> ``TokenOutput``)
-backed by the tiny model's ``transformers`` ``generate`` (greedy), so the loop's ids, ``response_mask`` and
-counts are compared with er_env's own HF backend on the same prompt.
+backed by the tiny model's ``transformers`` ``generate`` (greedy), and the conformance kit
+(``er_integrations.conformance``) compares the loop's ids, ``response_mask``, counts and ``thinking_truncated``
+with er_env's own HF backend on the same prompts.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import json
 
 import pytest
 
-from er_env.backends.base import SamplingConfig
-from er_env.budget import Budget, BudgetError
+from er_env.budget import BudgetError
 from er_env.data import load_problems
 from er_env.data.schema import ProblemError
+from er_integrations.conformance import Rollout, check_conformance, standard_budgets
 from tests.conftest import require
 from tests.integrations.hf_engine import hf_generate
 
@@ -68,35 +69,37 @@ def row():
     return verl_rows(load_problems("embedded:math")[:1])[0]
 
 
-@pytest.mark.parametrize("think", [6, 300], ids=["binding", "non_binding"])
-def test_agent_loop_equals_er_env_backend(backend, row, think):
-    server = HFServer(backend)
+def verl_adapter(backend, server):
+    """The conformance kit's adapter: one agent-loop ``run`` per (problem, budget), in er_env's terms."""
 
-    async def go():
-        loop = _loop(backend, server, think_budget_tokens=think, solution_budget_tokens=40)
-        question = load_problems("embedded:math")[0].question  # the prompt the OpenRLHF test uses too
-        return await loop.run({"temperature": 0.0, "logprobs": True},
-                              raw_prompt=[{"role": "user", "content": question}])
+    async def verl(problem, budget):
+        loop = _loop(backend, server, think_budget_tokens=budget.think, solution_budget_tokens=budget.solution,
+                     train_forced_token=budget.train_forced_token)
+        before = len(server.calls)
+        out = await loop.run({"temperature": 0.0, "logprobs": True},
+                             raw_prompt=[{"role": "user", "content": problem.question}])
+        calls = server.calls[before:]
+        assert [c[0] for c in calls] == [calls[0][0]] * 2  # two calls, one sticky request id
+        assert [c[2]["max_tokens"] for c in calls] == [budget.think, budget.solution]
+        assert calls[0][2]["stop_token_ids"][0] == backend.special.think_end[0] and calls[0][2]["temperature"] == 0.0
+        assert len(out.response_logprobs) == len(out.response_ids)
+        extra = out.extra_fields
+        return Rollout(prompt_ids=out.prompt_ids, completion_ids=out.response_ids, env_mask=out.response_mask,
+                       thinking_tokens=extra["thinking_tokens"], solution_tokens=extra["solution_tokens"],
+                       thinking_truncated=extra["thinking_truncated"])
 
-    out = asyncio.run(go())
-    assert out.prompt_ids == backend.chat_prompt(load_problems("embedded:math")[0].question)
-    budget = Budget(think=think, solution=40)
-    [ref] = backend.generate([out.prompt_ids], budget, SamplingConfig(temperature=0.0))
-    assert out.response_ids == list(ref.completion_ids)
-    assert out.response_mask == list(ref.env_mask)
-    assert len(out.response_logprobs) == len(out.response_ids)
-    extra = out.extra_fields
-    assert extra["thinking_truncated"] is ref.thinking_truncated
-    assert (extra["thinking_tokens"], extra["solution_tokens"]) == (ref.thinking_tokens, ref.solution_tokens)
-    assert [c[0] for c in server.calls] == [server.calls[0][0]] * 2  # two calls, one sticky request id
-    assert [c[2]["max_tokens"] for c in server.calls] == [think, 40]
-    assert server.calls[0][2]["stop_token_ids"][0] == backend.special.think_end[0]
-    assert server.calls[0][2]["temperature"] == 0.0
-    if think == 6:
-        assert ref.thinking_truncated and out.response_mask[6] == 0
-        assert out.response_ids[6] == backend.special.think_end[0]
-    else:
-        assert not ref.thinking_truncated and 0 not in out.response_mask
+    return verl
+
+
+def test_agent_loop_conforms_to_er_env_backend(backend):
+    """The kit: 3 problems x (binding t=4, non-binding t=300), greedy, against HFBackend.generate."""
+    problems = load_problems("embedded:math")[:3]
+    report = check_conformance(verl_adapter(backend, HFServer(backend)), backend, problems, standard_budgets())
+    assert report.ok and len(report.cases) == 6
+    # the loop's prompt is the chat template er_env's backends apply
+    assert list(report.cases[0].got.prompt_ids) == backend.chat_prompt(problems[0].question)
+    binding = report.cases[0]
+    assert binding.got.env_mask[4] == 0 and binding.got.completion_ids[4] == backend.special.think_end[0]
 
 
 def test_train_forced_token_masks_it_in(backend, row):
