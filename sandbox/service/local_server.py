@@ -50,6 +50,7 @@ class LocalServer:
     Raises:
         RuntimeError: the server exited or did not answer within ``startup_timeout_s``
             (the message carries its log tail).
+        ValueError: (at start) bad TLS files, naming them.
 
     """
 
@@ -77,6 +78,10 @@ class LocalServer:
         """Start the process and wait for ``/health`` to answer (200 or 503)."""
         import tempfile
 
+        if self.tls:  # uvicorn loads the pair before the app's own check runs: check it here, naming the files
+            from sandbox.service.auth import check_tls
+
+            check_tls(str(self.settings["tls_certfile"]), str(self.settings.get("tls_keyfile", "")))
         self._log = tempfile.TemporaryFile()
         argv = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.service.server:app_from_env",
                 "--host", self.host,
