@@ -48,7 +48,9 @@ def secret_world(tmp_path, monkeypatch):
 def _report(run) -> dict:
     test = run.test if hasattr(run, "test") else run["tests"][0]
     assert test["status"] == "OK", test
-    return json.loads(test["stdout"].strip().splitlines()[-1])
+    report = json.loads(test["stdout"].strip().splitlines()[-1])
+    print("leak probe:", report)  # shown with -s
+    return report
 
 
 def test_the_probe_finds_planted_secrets_outside_the_sandbox(secret_world, tmp_path):
