@@ -62,8 +62,9 @@ def test_every_generated_request_without_a_valid_key_gets_401(case):
     for headers in ({"Authorization": ""}, {"Authorization": "Bearer " + "n" * 43}):
         response = case.call(headers=headers)
         if case.path == "/health":
-            assert response.status_code in (200, 503)
+            assert response.status_code in (200, 405, 503)  # open; a generated wrong method is 405
             continue
         assert response.status_code == 401, f"{case.method} {case.path} -> {response.status_code}"
-        assert response.headers["www-authenticate"].startswith("Bearer realm=")
+        challenge = response.headers["www-authenticate"]  # schemathesis keeps each header as a list
+        assert (challenge[0] if isinstance(challenge, list) else challenge).startswith("Bearer realm=")
         assert response.json()["error"] == "unauthorized"
