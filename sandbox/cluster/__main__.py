@@ -42,13 +42,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wait_healthy(url: str, timeout_s: float) -> None:
+def _trust(certfile: str) -> Any:
+    """The ``verify`` of httpx for the deployment's own certificate: the system CAs plus that certificate itself."""
+    import ssl
+
+    if not certfile:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(certfile)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the leaf is a trust anchor too (self-signed or not)
+    return context
+
+
+def _wait_healthy(url: str, timeout_s: float, certfile: str = "") -> None:
     import httpx
 
     deadline, last = time.monotonic() + timeout_s, ""
+    verify = _trust(certfile)
     while time.monotonic() < deadline:
         try:
-            resp = httpx.get(f"{url}/health", timeout=30)
+            resp = httpx.get(f"{url}/health", timeout=30, verify=verify)
             if resp.status_code == 200:
                 return
             last = f"HTTP {resp.status_code}: {resp.text[:300]}"
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":  # is this Ray cluster locked down? 0 yes, 1 no (with the warning)
         return 0 if deployment.check_ray_auth(config) is None else 1
     url = deployment.deploy(config, wait_judge_nodes=args.wait_judge_nodes, timeout_s=args.timeout_s)
-    _wait_healthy(url, args.timeout_s)
+    _wait_healthy(url, args.timeout_s, config.tls_certfile)
     print(url)
     return 0
 

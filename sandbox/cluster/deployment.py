@@ -217,8 +217,10 @@ def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float
         raise RuntimeError(f"{available} judge node(s) alive, need {max(1, wait_judge_nodes)}: start nodes with "
                            f"ray start --resources '{{\"{config.judge_node_resource}\": 1}}'")
     replicas = config.num_replicas or available
-    serve.start(http_options={"host": config.http_host, "port": config.http_port,
-                              "location": config.proxy_location})
+    http: dict[str, Any] = {"host": config.http_host, "port": config.http_port, "location": config.proxy_location}
+    if config.tls_certfile:  # Serve's proxy terminates TLS itself (Ray >= 2.4x HTTPOptions)
+        http.update(ssl_certfile=os.path.abspath(config.tls_certfile), ssl_keyfile=os.path.abspath(config.tls_keyfile))
+    serve.start(http_options=http)
     serve.run(build_application(config, replicas), name=config.app_name, route_prefix="/")
     return config.url
 

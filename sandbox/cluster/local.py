@@ -145,6 +145,7 @@ class LocalRayCluster:
         self.nodes: list[RayNode] = []
         self._counter = 0
         self.deploy_output = ""
+        self.scheme = "http"
         self.auth = auth
         self.token_file: Path | None = None
         if auth:  # the token lives in a file only its owner reads; never on a command line
@@ -161,8 +162,8 @@ class LocalRayCluster:
 
     @property
     def url(self) -> str:
-        """The HTTP proxy's URL once deployed."""
-        return f"http://127.0.0.1:{self.http_port}"
+        """The HTTP proxy's URL once deployed (``https://`` after a deploy with ``tls_certfile``)."""
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def head(self) -> RayNode:
@@ -280,6 +281,7 @@ class LocalRayCluster:
             argv += ["--ray-token-file", str(self.token_file)]
         for key, value in options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
+        self.scheme = "https" if options.get("tls_certfile") else "http"
         proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True, cwd=str(_REPO_ROOT),
                               timeout=self.startup_timeout_s + 60)
         self.deploy_output = proc.stderr  # the deployer's warnings (e.g. Ray without token authentication)

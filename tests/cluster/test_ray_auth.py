@@ -1,11 +1,13 @@
 """Ray locked down (issue 16): a cluster started as the guide says (RAY_AUTH_MODE=token, the token from a
 chmod-600 file on every node, dashboard on 127.0.0.1) refuses job submissions and connections without the
-token; the reward service deployed on it checks bearer keys on the Serve path (no / wrong / revoked / right
-key); a cluster without token authentication is warned about loudly.
+token; the reward service deployed on it, behind Serve's proxy serving HTTPS (a self-signed certificate made
+here), checks bearer keys on the Serve path (no / wrong / revoked / right key); a submission finds no secret
+and reaches no Ray port; a cluster without token authentication is warned about loudly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -19,6 +21,7 @@ import pytest
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "sandbox"))  # the shared helpers: certificates, the leak probe
 GOOD = {"code": "print(2 * int(input()))",
         "tests": {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}}
 
@@ -48,12 +51,16 @@ def locked(tmp_path_factory):
     keys = {"alice": secrets.token_urlsafe(32), "old": secrets.token_urlsafe(32)}
     key_file = _write_private(tmp_path_factory.mktemp("keys") / "keys",
                               "".join(f"{k}:{v}\n" for k, v in keys.items()))
+    from auth_helpers import self_signed
+
+    cert, tls_key = self_signed(tmp_path_factory.mktemp("tls"))
     c = LocalRayCluster(judge_nodes=1, dashboard=True, startup_timeout_s=180)
     try:
         c.start()
         c.deploy(service={"judge_workers": 1, "math_workers": 1, "isolation": "process",
                           "isolation_options": {"workers": 1}, "api_key_file": str(key_file), "key_reload_s": 0.2},
-                 health_check_period_s=2)
+                 health_check_period_s=2, tls_certfile=str(cert), tls_keyfile=str(tls_key))
+        c.cert = str(cert)
         yield c, key_file, keys
     finally:
         c.stop()
@@ -92,25 +99,45 @@ def test_serve_path_checks_bearer_keys(locked):
     from sandbox.service.client import SandboxClient
 
     cluster, key_file, keys = locked
-    assert httpx.get(f"{cluster.url}/health", timeout=60).status_code == 200  # liveness stays open
+    assert cluster.url.startswith("https://")
+    http = httpx.Client(verify=cluster.cert, timeout=60)
+    assert http.get(f"{cluster.url}/health").status_code == 200  # liveness stays open
     for headers in ({}, {"Authorization": "Bearer " + "w" * 43}):
-        resp = httpx.post(f"{cluster.url}/judge", json=GOOD, headers=headers, timeout=60)
+        resp = http.post(f"{cluster.url}/judge", json=GOOD, headers=headers)
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer realm=")
         assert resp.json()["error"] == "unauthorized"
-    assert httpx.get(f"{cluster.url}/metrics", timeout=60).status_code == 401
-    with SandboxClient(cluster.url, api_key=keys["old"], max_retries=2) as client:
+    assert http.get(f"{cluster.url}/metrics").status_code == 401
+    with SandboxClient(cluster.url, api_key=keys["old"], max_retries=2, verify=cluster.cert) as client:
         assert client.judge(GOOD).verdict.name == "AC"
     _write_private(key_file, f"alice:{keys['alice']}\n")  # revoke "old" on the (one) judge node
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        code = httpx.post(f"{cluster.url}/math/check", json={"gold": "1", "pred": "1"},
-                          headers={"Authorization": f"Bearer {keys['old']}"}, timeout=60).status_code
+        code = http.post(f"{cluster.url}/math/check", json={"gold": "1", "pred": "1"},
+                         headers={"Authorization": f"Bearer {keys['old']}"}).status_code
         if code == 401:
             break
         time.sleep(0.2)
     assert code == 401, "the revoked key was still accepted through the proxy"
-    with SandboxClient(cluster.url, api_key=keys["alice"], max_retries=2) as client:
+    with SandboxClient(cluster.url, api_key=keys["alice"], max_retries=2, verify=cluster.cert) as client:
         assert client.check_math("1/2", pred="0.5").correct
+    http.close()
+
+
+def test_a_submission_through_serve_finds_no_secret(locked):
+    """The leak probe (tests/sandbox/leak_probe.py) through the Ray Serve path: the Ray token, the caller keys,
+    every Ray port of every node."""
+    from leak_probe import probe_source
+
+    from sandbox.service.client import SandboxClient
+
+    cluster, key_file, keys = locked
+    ports = sorted({p for node in cluster.nodes for p in node.ports.values()} | {cluster.http_port})
+    found = {"ray_token": cluster.token, **{f"api_key_{k}": v for k, v in keys.items()}}
+    source = probe_source(found, [str(cluster.token_file), str(key_file)], ports)
+    with SandboxClient(cluster.url, api_key=keys["alice"], max_retries=2, verify=cluster.cert) as client:
+        run = client.run(source, limits={"cpu_time_limit_s": 20, "wall_time_limit_s": 60})
+    report = json.loads(run.test["stdout"].strip().splitlines()[-1])
+    assert report["found"] == [] and report["ports_reached"] == [], report
 
 
 def test_deploy_and_check_see_token_auth_on(locked):
