@@ -82,6 +82,9 @@ def test_serve_refuses_to_start_with_a_bad_setting(tmp_path, capsys):
     assert str(loose) in err and "chmod 600" in err
     assert main(["sandbox", "serve", "--quota-requests", "0"]) in (1, 2)
     assert "quota_requests=0" in capsys.readouterr().err
+    from er_cli import build_parser  # `--insecure-no-auth` alone is the explicit opt-out
+
+    assert build_parser().parse_args(["sandbox", "serve", "--insecure-no-auth", "--host", "0.0.0.0"]).insecure_no_auth
 
 
 def test_client_key_from_argument_environment_or_file(tmp_path, monkeypatch):
