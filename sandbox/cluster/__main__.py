@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if config.ray_token_file:  # before `import ray`, which reads RAY_AUTH_MODE once
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=os.path.abspath(config.ray_token_file))
+        os.environ.pop("RAY_AUTH_TOKEN", None)
     from sandbox.cluster import deployment
 
     if args.command == "shutdown":

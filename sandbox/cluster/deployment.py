@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from sandbox.cluster.config import ClusterConfig
 
 __all__ = ["JudgeReplica", "build_application", "deploy", "judge_nodes", "shutdown", "check_ray_auth", "connect",
-           "RAY_AUTH_WARNING"]
+           "use_ray_token", "RAY_AUTH_WARNING"]
 
 _log = logging.getLogger("sandbox.cluster")
 
@@ -101,6 +101,24 @@ class JudgeReplica:
             raise RuntimeError(f"isolation backend unhealthy: {report}")
 
 
+def use_ray_token(path: str) -> None:
+    """Make this process use the Ray token in ``path`` (the token never appears on a command line).
+
+    Sets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` (inherited by child processes) and refreshes
+    Ray's cached config, which ``import ray`` already read, as Ray's own token set-up does.
+    """
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = os.path.abspath(path)
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # pragma: no cover - a Ray without these reads the variables at init
+        pass
+
+
 def connect(config: ClusterConfig) -> Any:
     """Connect this process to the cluster (with the Ray token of ``config.ray_token_file`` when given).
 
@@ -110,10 +128,8 @@ def connect(config: ClusterConfig) -> Any:
     """
     if ray.is_initialized():
         return None
-    if config.ray_token_file:  # Ray reads these at init: the token never appears on a command line
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN_PATH"] = os.path.abspath(config.ray_token_file)
-        os.environ.pop("RAY_AUTH_TOKEN", None)
+    if config.ray_token_file:
+        use_ray_token(config.ray_token_file)
     return ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
 
 
