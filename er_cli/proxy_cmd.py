@@ -10,7 +10,9 @@ Example::
 ``--config FILE`` reads the settings from YAML (the flag names with underscores;
 unknown keys are refused); flags given on the command line win. Every flag also has a
 mirroring environment variable ``ER_PROXY_<FLAG>`` (below the config file and the
-flags). The proxy binds to 127.0.0.1 unless ``--host`` says otherwise.
+flags). The proxy binds to 127.0.0.1 unless ``--host`` says otherwise; another address needs
+``--api-key-file FILE`` (the reward service's key files, :mod:`sandbox.service.auth`: one
+bearer key per line, ``id:key``, ``chmod 600``, re-read when changed) or ``--insecure-no-auth``.
 """
 
 from __future__ import annotations
@@ -50,15 +52,15 @@ def _run(ns: argparse.Namespace) -> int:
     import uvicorn
 
     from er_tools.proxy.app import create_app
+    from sandbox.service.auth import KeyRing, check_bind
 
     cfg = _settings(ns)
-    if cfg.api_key_file:
-        raise ValueError("--api-key-file needs the shared key mechanism (sandbox.service.auth), which this build "
-                         "does not have yet; run without it on 127.0.0.1.")
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.insecure_no_auth:
-        raise ValueError(f"--host {cfg.host} exposes the proxy without caller keys: pass --api-key-file FILE, or "
-                         "--insecure-no-auth true to accept that.")
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+    # the reward service's key files and rules: one key per line (id:key), chmod 600, re-read when changed
+    keys = KeyRing(cfg.api_key_file) if cfg.api_key_file else None
+    check_bind(cfg.host, keys, cfg.insecure_no_auth, what="er proxy", key_flag="--api-key-file",
+               insecure_flag="--insecure-no-auth")
+    app = create_app(cfg, authenticate=keys.authenticate if keys is not None else None)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
     return 0
 
 
@@ -73,5 +75,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_dataclass_args(parser, ProxyConfig)
+    for action in parser._actions:
+        if action.dest == "insecure_no_auth":  # `--insecure-no-auth` alone means true
+            action.nargs, action.const = "?", True
     parser.add_argument("--config", default=None, help="YAML file of settings (flags override it).")
     parser.set_defaults(func=_run, **{f.name: _UNSET for f in dataclasses.fields(ProxyConfig)})

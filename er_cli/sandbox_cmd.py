@@ -3,6 +3,7 @@
 Examples::
 
     er sandbox serve --port 8000                        # 127.0.0.1:8000, process isolation
+    er sandbox serve --host 10.0.0.5 --api-key-file /etc/er/keys --tls-certfile c.pem --tls-keyfile k.pem
     ER_SANDBOX_ISOLATION=docker er sandbox serve         # every flag has an ER_SANDBOX_* variable
     er sandbox judge --problem problem.json --code solution.py
     er sandbox judge --problem problem.json --completion out.txt --endpoint http://127.0.0.1:8000
@@ -10,6 +11,7 @@ Examples::
 
 ``--problem`` is a JSON file holding either a Problem dict (``{"id": ..., "task": "code",
 "tests": {...}}``) or a bare test spec (``{"kind": "stdio", "cases": [...]}``).
+Clients (``judge``, ``health``) send the key in ``$ER_API_KEY`` or the file ``$ER_API_KEY_FILE``.
 ``judge`` prints the JudgeResult as JSON; exit status 0 for AC, 1 for any other verdict,
 3 when the judge itself failed (internal error).
 """
@@ -49,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for action in serve._actions:  # name each flag's mirroring environment variable
         if action.dest in {f.name for f in dataclasses.fields(ServerConfig)}:
             action.help = f"{action.help} [env {ServerConfig.env_name(action.dest)}]"
+        if action.dest in ("insecure_no_auth", "metrics_open"):  # `--insecure-no-auth` alone means true
+            action.nargs, action.const = "?", True
     try:
         serve.set_defaults(**ServerConfig.env_values())
         serve.set_defaults(func=_serve)
@@ -90,10 +94,15 @@ def _serve(ns: argparse.Namespace) -> int:
         routes = route_factories(os.environ.get(EXTRA_ROUTES_ENV, ""))
     except ValueError as exc:
         return _fail(str(exc))
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"er sandbox serve: warning: binding {config.host}: the sandbox is reachable from the network",
-              file=sys.stderr)
-    uvicorn.run(create_app(config, routes=routes), host=config.host, port=config.port, log_level=config.log_level)
+    try:  # key file, bind address and TLS files are checked before anything starts
+        app = create_app(config, routes=routes)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if config.insecure_no_auth and not config.api_key_file:
+        print(f"er sandbox serve: warning: {config.host}:{config.port} has no authentication "
+              "(--insecure-no-auth): anyone who reaches it runs code", file=sys.stderr)
+    tls = {"ssl_certfile": config.tls_certfile, "ssl_keyfile": config.tls_keyfile} if config.tls else {}
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, **tls)
     return 0
 
 

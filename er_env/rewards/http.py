@@ -58,7 +58,10 @@ class SandboxReward:
         on_reward_error: ``"record"`` (failures become ``is_error`` results with ``reward=nan``)
             or ``"raise"`` (raise :class:`RewardError`).
         client_options: :class:`sandbox.service.client.SandboxClient` keyword arguments
-            (``timeout_s``, ``max_retries``, ``backoff_s``, ``max_concurrency``, ``batch_size``...).
+            (``timeout_s``, ``max_retries``, ``backoff_s``, ``max_concurrency``, ``batch_size``, ``api_key``,
+            ``verify``...). A keyed server's key comes from ``api_key``, else ``$ER_API_KEY``, else the file
+            ``$ER_API_KEY_FILE`` (so ``er eval --reward-endpoint`` and ``er train`` recipes need no flag);
+            it is never logged nor shown in ``repr``.
         service_options: in-process only: :class:`sandbox.service.service.ServiceConfig` keyword arguments.
 
     Raises:

@@ -48,9 +48,8 @@ from er_tools.proxy.wire import ApiError, ChatRequest, CompletionRequest, error_
 __all__ = ["Authenticator", "ProxyMetrics", "create_app"]
 
 #: ``authorization header value (or None) -> caller id, or None to refuse with 401`` (sync or async).
-#: The shape of the shared key mechanism's ``KeyRing.identify`` (``sandbox.service.auth``, being built
-#: on branch ``auth``): once it is merged, ``create_app(cfg, authenticate=KeyRing.load(paths).identify)``
-#: and ``er proxy --api-key-file`` wire it in; until then ``er proxy`` refuses ``--api-key-file``.
+#: The shape of the shared key mechanism's ``KeyRing.authenticate`` (:mod:`sandbox.service.auth`):
+#: ``er proxy --api-key-file`` passes ``create_app(cfg, authenticate=KeyRing(paths).authenticate)``.
 Authenticator = Callable[[str | None], "str | None | Awaitable[str | None]"]
 
 
@@ -264,7 +263,8 @@ class _Edge:
             if who is None:
                 body = error_body(401, "Missing or unknown API key: send Authorization: Bearer <key>.",
                                   code="invalid_api_key")
-                await JSONResponse(body, 401)(scope, receive, send)
+                await JSONResponse(body, 401, headers={"WWW-Authenticate": 'Bearer realm="er-proxy"'})(
+                    scope, receive, send)
                 return
         if path not in ("/v1/chat/completions", "/v1/completions"):
             await self.app(scope, receive, send)

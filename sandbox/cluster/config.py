@@ -53,6 +53,17 @@ class ClusterConfig:
         metrics_port: port where each replica serves its Prometheus metrics on its node (0: off).
         metrics_host: interface of that port.
 
+    > Parameters of security (see ``sandbox/cluster/README.md``, "Security")
+
+    Attributes:
+        ray_token_file: file holding the Ray cluster's auth token (``chmod 600``; the same token on every
+            node, started with ``RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=FILE``). The deployer connects
+            with it; a cluster that accepts a connection without a token gets a loud warning.
+        insecure_no_auth: accept a non-loopback ``http_host`` whose replicas have no ``api_key_file``.
+        tls_certfile: PEM certificate (chain) for Serve's HTTP proxy to serve HTTPS with (empty: plain HTTP;
+            the file must be at that path on every node that runs a proxy).
+        tls_keyfile: its private key (not world-readable).
+
     > Parameters of each replica's service
 
     Attributes:
@@ -85,6 +96,14 @@ class ClusterConfig:
         "help": "Port on every judge node where its replica serves /metrics for Prometheus (0: off; the proxy's "
                 "/metrics reaches one replica per scrape)."})
     metrics_host: str = field(default="127.0.0.1", metadata={"help": "Interface of that metrics port."})
+    ray_token_file: str = field(default="", metadata={
+        "help": "Ray auth token file (chmod 600, same token on every node; nodes started with RAY_AUTH_MODE=token "
+                "RAY_AUTH_TOKEN_PATH=FILE). Without it, a cluster without token auth is only warned about."})
+    insecure_no_auth: bool = field(default=False, metadata={
+        "help": "Expose http_host beyond loopback although the replicas have no api_key_file."})
+    tls_certfile: str = field(default="", metadata={
+        "help": "PEM certificate for Serve's HTTP proxy: HTTPS on http_port (empty: plain HTTP)."})
+    tls_keyfile: str = field(default="", metadata={"help": "Private key of tls_certfile (not world-readable)."})
     service: dict[str, Any] | str = field(default="{}", metadata={
         "help": "JSON object of ServerConfig fields for every replica, e.g. '{\"judge_workers\": 16}'."})
 
@@ -110,15 +129,28 @@ class ClusterConfig:
         if not (self.health_check_period_s > 0 and self.health_check_timeout_s > 0):
             raise ValueError(f"health_check_period_s={self.health_check_period_s!r} and health_check_timeout_s="
                              f"{self.health_check_timeout_s!r} must be > 0")
+        from sandbox.service.auth import KeyFileError, check_bind, check_private_file
         from sandbox.service.config import ServerConfig
 
         try:  # fail here, not in every replica
-            ServerConfig(**self.service)
+            replica = ServerConfig(**self.service)
         except TypeError as exc:
             raise ValueError(f"service={self.service!r} has a field ServerConfig does not know: {exc}") from None
+        if not replica.api_key_file:  # the proxy, not the replica, is what binds http_host
+            check_bind(self.http_host, None, self.insecure_no_auth, what="the reward cluster's HTTP proxy",
+                       key_flag='--service \'{"api_key_file": "/etc/er/keys"}\'', insecure_flag="--insecure-no-auth")
+        if self.tls_certfile or self.tls_keyfile:
+            from sandbox.service.auth import check_tls
+
+            check_tls(self.tls_certfile, self.tls_keyfile)
+        if self.ray_token_file:
+            try:
+                check_private_file(self.ray_token_file, "Ray token file")
+            except KeyFileError as exc:
+                raise ValueError(str(exc).replace("one key per line", "the token on one line")) from None
 
     @property
     def url(self) -> str:
         """The proxy's base URL (what :class:`sandbox.service.client.SandboxClient` is pointed at)."""
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls_certfile else 'http'}://{host}:{self.http_port}"

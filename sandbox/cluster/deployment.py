@@ -15,6 +15,14 @@ inherited sockets) inside a network namespace (process backend) or a container w
 ``network_mode: none`` (docker backend), so no submitted program can reach the GCS, the
 raylets, the dashboard or the proxy.
 
+Ray itself is locked down with its token authentication (Ray >= 2.52): every node is started with
+``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` naming the token file, and :func:`deploy` connects
+with ``ClusterConfig.ray_token_file``. :func:`check_ray_auth` tells whether the cluster enforces it (a
+connection without a token succeeded, or the dashboard answers without one) and :func:`deploy` warns
+loudly when it does not. Callers of the service are authenticated by each replica's own
+:class:`~sandbox.service.auth.BearerAuthMiddleware` (``service["api_key_file"]``, the same path on
+every judge node), so the Serve path checks bearer keys exactly as ``er sandbox serve`` does.
+
 This module imports Ray: install the extra ``cluster`` (``pip install -e '.[cluster]'``).
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -35,7 +44,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from sandbox.cluster.config import ClusterConfig
 
-__all__ = ["JudgeReplica", "build_application", "deploy", "judge_nodes", "shutdown"]
+__all__ = ["JudgeReplica", "build_application", "deploy", "judge_nodes", "shutdown", "check_ray_auth", "connect",
+           "use_ray_token", "RAY_AUTH_WARNING"]
+
+_log = logging.getLogger("sandbox.cluster")
+
+#: what :func:`deploy` prints when the cluster does not enforce Ray token authentication
+RAY_AUTH_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+WARNING: the Ray cluster at {address} does not enforce token authentication ({why}).
+Anyone who reaches its GCS, dashboard or jobs API runs arbitrary code on every node (ShadowRay,
+CVE-2023-48022). Restart every node with RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/etc/er/ray_token
+(the same token, chmod 600) and deploy with --ray-token-file /etc/er/ray_token; see sandbox/cluster/README.md.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
 
 
 @serve.ingress()
@@ -79,6 +101,84 @@ class JudgeReplica:
             raise RuntimeError(f"isolation backend unhealthy: {report}")
 
 
+def use_ray_token(path: str) -> None:
+    """Make this process use the Ray token in ``path`` (the token never appears on a command line).
+
+    Sets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` (inherited by child processes) and refreshes
+    Ray's cached config, which ``import ray`` already read, as Ray's own token set-up does.
+    """
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = os.path.abspath(path)
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # pragma: no cover - a Ray without these reads the variables at init
+        pass
+
+
+def connect(config: ClusterConfig) -> Any:
+    """Connect this process to the cluster (with the Ray token of ``config.ray_token_file`` when given).
+
+    Returns:
+        Ray's context (``dashboard_url`` among others), or None when already connected.
+
+    """
+    if ray.is_initialized():
+        return None
+    if config.ray_token_file:
+        use_ray_token(config.ray_token_file)
+    return ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
+
+
+def _token_mode() -> bool:
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+    except ImportError:  # Ray < 2.52 has no token authentication at all
+        return False
+    return bool(is_token_auth_enabled())
+
+
+def _dashboard_open(dashboard_url: str) -> bool | None:
+    """Whether the dashboard answers an unauthenticated request (None: not reachable from here)."""
+    import httpx
+
+    url = dashboard_url if dashboard_url.startswith("http") else f"http://{dashboard_url}"
+    try:
+        resp = httpx.get(f"{url}/api/version", timeout=10)
+    except httpx.HTTPError:
+        return None
+    return resp.status_code < 400
+
+
+def check_ray_auth(config: ClusterConfig, context: Any = None) -> str | None:
+    """Tell whether the cluster enforces Ray token authentication; warn loudly when it does not.
+
+    Args:
+        config: the cluster settings (``address``, ``ray_token_file``).
+        context: Ray's context from :func:`connect` (connects when None and not connected).
+
+    Returns:
+        None when token authentication is on; else the warning text (also printed to stderr and logged).
+
+    """
+    context = context if context is not None else connect(config)
+    dashboard = getattr(context, "dashboard_url", "") or ""
+    why = None
+    if not _token_mode():
+        why = "this process connected without a token and was let in"
+    elif dashboard and _dashboard_open(dashboard):
+        why = f"its dashboard {dashboard} answers requests without a token"
+    if why is None:
+        return None
+    text = RAY_AUTH_WARNING.format(address=config.address, why=why)
+    print(text, file=sys.stderr, flush=True)
+    _log.warning("Ray token authentication is off on %s: %s", config.address, why)
+    return text
+
+
 def judge_nodes(resource: str) -> int:
     """Units of ``resource`` on the cluster's live nodes (one judge replica each)."""
     return int(sum(n["Resources"].get(resource, 0) for n in ray.nodes() if n.get("Alive")))
@@ -114,10 +214,17 @@ def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float
     Raises:
         RuntimeError: no judge node (none advertises ``config.judge_node_resource``), or fewer than
             ``wait_judge_nodes`` within ``timeout_s``.
+        KeyFileError: ``service["api_key_file"]`` is missing, readable by others or malformed on this node.
+
+    A cluster without Ray token authentication is deployed to, after a loud warning (:func:`check_ray_auth`).
 
     """
-    if not ray.is_initialized():
-        ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
+    service = config.service if isinstance(config.service, dict) else {}
+    if service.get("api_key_file"):  # checked here (this node's copy) before every replica reads its own
+        from sandbox.service.auth import KeyRing
+
+        KeyRing(service["api_key_file"])
+    check_ray_auth(config, connect(config))
     deadline = time.monotonic() + timeout_s
     while judge_nodes(config.judge_node_resource) < wait_judge_nodes and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -126,14 +233,15 @@ def deploy(config: ClusterConfig, *, wait_judge_nodes: int = 0, timeout_s: float
         raise RuntimeError(f"{available} judge node(s) alive, need {max(1, wait_judge_nodes)}: start nodes with "
                            f"ray start --resources '{{\"{config.judge_node_resource}\": 1}}'")
     replicas = config.num_replicas or available
-    serve.start(http_options={"host": config.http_host, "port": config.http_port,
-                              "location": config.proxy_location})
+    http: dict[str, Any] = {"host": config.http_host, "port": config.http_port, "location": config.proxy_location}
+    if config.tls_certfile:  # Serve's proxy terminates TLS itself (Ray >= 2.4x HTTPOptions)
+        http.update(ssl_certfile=os.path.abspath(config.tls_certfile), ssl_keyfile=os.path.abspath(config.tls_keyfile))
+    serve.start(http_options=http)
     serve.run(build_application(config, replicas), name=config.app_name, route_prefix="/")
     return config.url
 
 
 def shutdown(config: ClusterConfig) -> None:
     """Delete the reward service application (the Ray cluster stays up)."""
-    if not ray.is_initialized():
-        ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
+    connect(config)
     serve.delete(config.app_name)

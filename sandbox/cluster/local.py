@@ -10,6 +10,12 @@ Ray process of the machine).
 Each node advertises :data:`~sandbox.cluster.config.JUDGE_NODE_RESOURCE` (one judge replica)
 unless started with ``judge=False`` (a stand-in for a trainer's GPU node).
 
+Ray token authentication is on by default (``auth=True``): a random token in a ``chmod 600`` file of
+the cluster's work directory, every node started with ``RAY_AUTH_MODE=token`` and
+``RAY_AUTH_TOKEN_PATH`` naming it (as the deployment guide does on real hosts), the dashboard on
+127.0.0.1, and :meth:`LocalRayCluster.deploy` passing ``--ray-token-file``. ``auth=False`` starts an
+unauthenticated cluster (``RAY_AUTH_MODE=disabled``), for tests of the warning.
+
 Example:
     >>> with LocalRayCluster(judge_nodes=2) as cluster:            # doctest: +SKIP
     ...     cluster.deploy(service={"judge_workers": 2})
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -120,11 +127,13 @@ class LocalRayCluster:
         object_store_mb: object store size per node (the judge moves little through it).
         dashboard: start the dashboard on the head (its port is then in ``ports``).
         startup_timeout_s: how long to wait for each node and for a deployment.
+        auth: Ray token authentication (token file at ``token_file``); False: ``RAY_AUTH_MODE=disabled``.
 
     """
 
     def __init__(self, judge_nodes: int = 2, *, head_is_judge: bool = True, cpus_per_node: int = 1,
-                 object_store_mb: int = 80, dashboard: bool = True, startup_timeout_s: float = 120.0) -> None:
+                 object_store_mb: int = 80, dashboard: bool = True, startup_timeout_s: float = 120.0,
+                 auth: bool = True) -> None:
         if judge_nodes < 1:
             raise ValueError(f"judge_nodes={judge_nodes} must be >= 1")
         self.judge_nodes, self.head_is_judge = judge_nodes, head_is_judge
@@ -135,6 +144,15 @@ class LocalRayCluster:
         self.http_port = _free_port()
         self.nodes: list[RayNode] = []
         self._counter = 0
+        self.deploy_output = ""
+        self.scheme = "http"
+        self.auth = auth
+        self.token_file: Path | None = None
+        if auth:  # the token lives in a file only its owner reads; never on a command line
+            self.token_file = self.workdir / "ray_token"
+            fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
 
     # ------------------------------------------------------------------ nodes
     @property
@@ -144,8 +162,8 @@ class LocalRayCluster:
 
     @property
     def url(self) -> str:
-        """The HTTP proxy's URL once deployed."""
-        return f"http://127.0.0.1:{self.http_port}"
+        """The HTTP proxy's URL once deployed (``https://`` after a deploy with ``tls_certfile``)."""
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def head(self) -> RayNode:
@@ -158,7 +176,18 @@ class LocalRayCluster:
         env.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1",
                     # one proxy on the head: without this it sends everything to the head's own replica
                     "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"})
+        env.pop("RAY_AUTH_TOKEN", None)
+        if self.token_file is not None:
+            env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file)})
+        else:  # explicit: Ray >= 2.59 turns token auth on by itself when it finds ~/.ray/auth_token
+            env.update({"RAY_AUTH_MODE": "disabled"})
+            env.pop("RAY_AUTH_TOKEN_PATH", None)
         return env
+
+    @property
+    def token(self) -> str:
+        """The Ray auth token (tests send it to the dashboard); empty without ``auth``."""
+        return self.token_file.read_text().strip() if self.token_file is not None else ""
 
     def _start(self, head: bool, judge: bool) -> RayNode:
         ports = {"node_manager": _free_port(), "object_manager": _free_port(), "metrics_export": _free_port(),
@@ -248,10 +277,14 @@ class LocalRayCluster:
         argv = [sys.executable, "-m", "sandbox.cluster", "deploy", "--address", self.address,
                 "--http-port", str(self.http_port), "--service", json.dumps(service or {}),
                 "--wait-judge-nodes", str(wait_nodes), "--timeout-s", str(self.startup_timeout_s)]
+        if self.token_file is not None:
+            argv += ["--ray-token-file", str(self.token_file)]
         for key, value in options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
+        self.scheme = "https" if options.get("tls_certfile") else "http"
         proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True, cwd=str(_REPO_ROOT),
                               timeout=self.startup_timeout_s + 60)
+        self.deploy_output = proc.stderr  # the deployer's warnings (e.g. Ray without token authentication)
         if proc.returncode != 0:
             raise RuntimeError(f"deploy failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}\n"
                                f"--- head log ---\n{self.head.log_tail()}")

@@ -10,8 +10,14 @@ The async methods are the implementation; each blocking method (``judge``, ``run
 (:mod:`sandbox.service.loop`), so sync and async callers share one code path, one HTTP
 connection pool per loop and one ``max_concurrency`` gate per loop.
 
+Authentication: the client sends ``Authorization: Bearer <key>`` with the key given as ``api_key``, else
+``$ER_API_KEY``, else the file ``$ER_API_KEY_FILE`` (:func:`sandbox.service.auth.client_api_key`); the key
+is never logged nor shown in ``repr``. A 401 raises :class:`SandboxRequestError` naming where the key comes
+from. ``https://`` URLs are verified against the system CAs, or ``verify`` (a CA bundle file, or
+``$SSL_CERT_FILE``, as httpx reads it).
+
 Retries (tenacity): only transport failures are retried (connection refused/reset,
-timeouts, a dropped connection, HTTP 502/503/504, and a 500 whose body is not the
+timeouts, a dropped connection, HTTP 429 (a per-key quota), 502/503/504, and a 500 whose body is not the
 service's ``{"error", "detail"}`` JSON: a proxy in front, such as Ray Serve's, answering
 for a replica that died), with exponential backoff ``backoff_s * 2**attempt``, or the
 server's ``Retry-After`` when that is longer (capped at :data:`MAX_RETRY_AFTER_S`).
@@ -42,6 +48,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from sandbox.core.verdicts import JudgeResult
 from sandbox.mathcheck.verdict import MathVerdict
+from sandbox.service.auth import API_KEY_ENV, API_KEY_FILE_ENV, client_api_key
 from sandbox.service.loop import background_loop, run_sync
 from sandbox.service.wire import (
     JudgeRequest,
@@ -56,10 +63,10 @@ from sandbox.service.wire import (
 )
 
 __all__ = ["SandboxClient", "SandboxClientError", "SandboxUnavailable", "SandboxRequestError", "SandboxServerError",
-           "LOCAL_URLS", "MAX_RETRY_AFTER_S"]
+           "LOCAL_URLS", "MAX_RETRY_AFTER_S", "API_KEY_ENV", "API_KEY_FILE_ENV"]
 
 LOCAL_URLS = (None, "", "local", "inprocess")
-RETRY_STATUSES = (502, 503, 504)
+RETRY_STATUSES = (429, 502, 503, 504)
 #: the longest ``Retry-After`` the client honours (seconds)
 MAX_RETRY_AFTER_S = 30.0
 
@@ -174,15 +181,19 @@ class SandboxClient:
         connect_timeout_s: TCP connect timeout.
         service: in-process mode: a prepared :class:`~sandbox.service.service.SandboxService`.
         service_config: in-process mode: config for the service built on first use.
+        api_key: the bearer key to send (default: ``$ER_API_KEY``, else the file ``$ER_API_KEY_FILE``).
+        verify: TLS verification of ``https://`` URLs: True (system CAs), a CA bundle path, or False.
 
     Raises:
         ValueError: a non-positive setting, or a URL without ``http://``/``https://``.
+        KeyFileError: ``$ER_API_KEY_FILE`` names a missing, readable-by-others or empty file.
 
     """
 
     def __init__(self, base_url: str | None = None, *, timeout_s: float = 600.0, max_concurrency: int = 8,
                  max_retries: int = 3, backoff_s: float = 0.5, batch_size: int = 64, math_batch_size: int = 1024,
-                 connect_timeout_s: float = 5.0, service: Any = None, service_config: Any = None) -> None:
+                 connect_timeout_s: float = 5.0, service: Any = None, service_config: Any = None,
+                 api_key: str | None = None, verify: bool | str = True) -> None:
         if timeout_s <= 0 or max_concurrency < 1 or max_retries < 0 or backoff_s < 0 or batch_size < 1:
             raise ValueError(f"bad client settings: timeout_s={timeout_s}, max_concurrency={max_concurrency}, "
                              f"max_retries={max_retries}, backoff_s={backoff_s}, batch_size={batch_size}")
@@ -197,6 +208,12 @@ class SandboxClient:
         self._owns_service = service is None
         self._lock = threading.Lock()
         self._async: dict[int, tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
+        self._verify = verify
+        # the key stays in this one private attribute and in the pools' default headers; never in a message
+        self._headers: dict[str, str] = {}
+        key = None if self.local else client_api_key(api_key)
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
 
     def __repr__(self) -> str:
         return f"SandboxClient({self.base_url or 'in-process'!s})"
@@ -234,6 +251,9 @@ class SandboxClient:
         if resp.is_success or (url.endswith("/health") and resp.status_code == 503 and "ok" in body):
             return body
         error, detail = str(body.get("error", "error")), str(body.get("detail", body))
+        if resp.status_code == 401:
+            sent = "a key was sent" if self._headers else f"no key was sent: set ${API_KEY_ENV} or ${API_KEY_FILE_ENV}"
+            detail = f"{detail} ({sent})"
         if 400 <= resp.status_code < 500:
             raise SandboxRequestError(resp.status_code, error, detail, url)
         raise SandboxServerError(f"{url} failed ({resp.status_code} {error}): {detail}")
@@ -265,7 +285,8 @@ class SandboxClient:
         key = id(loop)
         if key not in self._async:  # one httpx pool + gate per event loop
             self._async = {k: v for k, v in self._async.items() if k == key}
-            self._async[key] = (httpx.AsyncClient(timeout=self.timeout), asyncio.Semaphore(self.max_concurrency))
+            self._async[key] = (httpx.AsyncClient(timeout=self.timeout, headers=self._headers, verify=self._verify),
+                                asyncio.Semaphore(self.max_concurrency))
         return self._async[key]
 
     async def _request(self, method: str, path: str, payload: dict | None = None) -> dict[str, Any]:
@@ -285,6 +306,8 @@ class SandboxClient:
                     if not self._final(resp, path):
                         raise _Retry(resp)
         except _Retry as exc:
+            if isinstance(exc.last, httpx.Response) and exc.last.status_code == 429:  # still over the key's quota
+                return self._decode(exc.last, url)
             raise self._unavailable(url, self.max_retries + 1, exc.last) from None
         return self._decode(resp, url)
 

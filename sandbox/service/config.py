@@ -187,6 +187,23 @@ class ServerConfig(ServiceConfig):
         port: TCP port.
         log_level: uvicorn log level.
 
+    > Parameters that control who may call (:mod:`sandbox.service.auth`, :mod:`sandbox.service.quota`)
+
+    Attributes:
+        api_key_file: file(s) of accepted bearer keys (comma-separated; one key per line, ``id:key``
+            or a bare key; ``chmod 600``). Empty: no authentication, allowed on loopback only.
+        insecure_no_auth: accept a non-loopback ``host`` without keys.
+        metrics_open: serve ``/metrics`` without a key (bind it privately then).
+        key_reload_s: how often the key files are checked for changes (0: never; rotation needs a restart).
+        quota_requests: requests one key may have in flight (beyond: 429 + ``Retry-After``).
+        quota_submissions: submissions one key may have queued or being judged (beyond: 429).
+
+    > Parameters that control transport security
+
+    Attributes:
+        tls_certfile: PEM certificate (chain) to serve HTTPS with; empty: plain HTTP.
+        tls_keyfile: its PEM private key (not world-readable).
+
     Every field can be set by the environment variable ``ER_SANDBOX_<FIELD>``
     (see :meth:`from_env`); explicit arguments win over the environment.
 
@@ -196,11 +213,42 @@ class ServerConfig(ServiceConfig):
         "help": "Interface to bind; 0.0.0.0 exposes the sandbox to the network."})
     port: int = field(default=8000, metadata={"help": "TCP port."})
     log_level: str = field(default="info", metadata={"help": "uvicorn log level."})
+    api_key_file: str = field(default="", metadata={
+        "help": "Caller key file(s), comma-separated: one bearer key per line (id:key or key), chmod 600; re-read "
+                "when changed. Empty: no authentication (127.0.0.1 only)."})
+    insecure_no_auth: bool = field(default=False, metadata={
+        "help": "Serve a non-loopback host without caller keys (anyone who reaches it runs code)."})
+    metrics_open: bool = field(default=False, metadata={
+        "help": "Serve /metrics without a key (then keep the port private); /health is always open."})
+    key_reload_s: float = field(default=5.0, metadata={
+        "help": "Seconds between checks of the key files for changes (rotation without restart); 0: never."})
+    quota_requests: int = field(default=256, metadata={
+        "help": "Requests one key may have in flight; beyond it 429 + Retry-After."})
+    quota_submissions: int = field(default=4096, metadata={
+        "help": "Submissions one key may have queued or being judged; beyond it 429 + Retry-After."})
+    tls_certfile: str = field(default="", metadata={
+        "help": "PEM certificate (chain) file: serve HTTPS. Empty: plain HTTP (use a TLS proxy in front)."})
+    tls_keyfile: str = field(default="", metadata={"help": "PEM private key of tls_certfile (not world-readable)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535, got {self.port!r}")
+        for name in ("quota_requests", "quota_submissions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} would refuse every request; set it to at least 1 "
+                                 f"({self.env_name(name)} or --{name.replace('_', '-')})")
+        if self.key_reload_s < 0:
+            raise ValueError(f"key_reload_s={self.key_reload_s!r} must be >= 0 seconds (0: never reload)")
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError(f"TLS needs both tls_certfile and tls_keyfile (got tls_certfile={self.tls_certfile!r}, "
+                             f"tls_keyfile={self.tls_keyfile!r}); give both, or neither for plain HTTP")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks HTTPS itself."""
+        return bool(self.tls_certfile)
 
     @staticmethod
     def env_name(field_name: str) -> str:

@@ -3,7 +3,8 @@
 :class:`LocalServer` runs ``uvicorn --factory sandbox.service.server:app_from_env`` on
 127.0.0.1 with a free port, configured through ``ER_SANDBOX_*`` environment variables
 (the same path a container uses), waits until ``/health`` answers, and stops the
-process (and only it) on exit.
+process (and only it) on exit. With ``tls_certfile``/``tls_keyfile`` it serves HTTPS
+(``url`` starts with ``https://``).
 
 Example:
     >>> with LocalServer(judge_workers=2) as server:                       # doctest: +SKIP
@@ -49,6 +50,7 @@ class LocalServer:
     Raises:
         RuntimeError: the server exited or did not answer within ``startup_timeout_s``
             (the message carries its log tail).
+        ValueError: (at start) bad TLS files, naming them.
 
     """
 
@@ -56,7 +58,8 @@ class LocalServer:
                  **settings: Any) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port(self.host)
-        self.url = f"http://{self.host}:{self.port}"
+        self.tls = bool(settings.get("tls_certfile"))
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
         self.startup_timeout_s = startup_timeout_s
         self.settings = {**settings, "log_level": log_level}
         self.proc: subprocess.Popen | None = None
@@ -75,10 +78,17 @@ class LocalServer:
         """Start the process and wait for ``/health`` to answer (200 or 503)."""
         import tempfile
 
+        if self.tls:  # uvicorn loads the pair before the app's own check runs: check it here, naming the files
+            from sandbox.service.auth import check_tls
+
+            check_tls(str(self.settings["tls_certfile"]), str(self.settings.get("tls_keyfile", "")))
         self._log = tempfile.TemporaryFile()
         argv = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.service.server:app_from_env",
                 "--host", self.host,
                 "--port", str(self.port), "--log-level", str(self.settings["log_level"])]
+        if self.tls:  # uvicorn serves HTTPS itself; the app checks the pair at start
+            argv += ["--ssl-certfile", str(self.settings["tls_certfile"]),
+                     "--ssl-keyfile", str(self.settings["tls_keyfile"])]
         self.proc = subprocess.Popen(argv, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=str(_REPO_ROOT))
         deadline = time.monotonic() + self.startup_timeout_s
@@ -86,7 +96,9 @@ class LocalServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"reward server exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                httpx.get(f"{self.url}/health", timeout=30.0)
+                # /health is open even with keys; a self-signed certificate is its own CA
+                httpx.get(f"{self.url}/health", timeout=30.0,
+                          verify=str(self.settings["tls_certfile"]) if self.tls else True)
                 return self
             except httpx.TransportError:
                 time.sleep(0.1)

@@ -12,10 +12,18 @@ Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
                       queue depth, jobs in flight, stage latency, worker restarts (:mod:`sandbox.service.metrics`)
 ====================  ===================================================================================
 
-Status codes: 400 malformed JSON; 413 body or batch/code/test count over a limit; 422 a
-well-formed request that cannot be judged (wrong types, missing fields, bad test spec);
-503 overloaded (retry); 500 the core failed. Every error body is
+Status codes: 400 malformed JSON; 401 a missing or unknown API key (with ``WWW-Authenticate``);
+413 body or batch/code/test count over a limit; 422 a well-formed request that cannot be judged
+(wrong types, missing fields, bad test spec); 429 the caller's key is over a quota (with
+``Retry-After``); 503 overloaded (retry); 500 the core failed. Every error body is
 ``{"error": kind, "detail": reason}``. Judging never runs on the event loop.
+
+Security (:mod:`sandbox.service.auth`, :mod:`sandbox.service.quota`): with ``api_key_file`` every
+route but ``/health`` (and ``/metrics`` with ``metrics_open``) needs ``Authorization: Bearer <key>``;
+without keys :func:`create_app` refuses a non-loopback ``host`` unless ``insecure_no_auth``. Each key id
+has its own quotas of requests in flight and queued submissions. ``tls_certfile``/``tls_keyfile`` are
+checked here (pair present, key private, key matching); ``er sandbox serve`` serves HTTPS with them
+(with ``uvicorn --factory`` pass uvicorn's own ``--ssl-certfile``/``--ssl-keyfile`` too).
 
 Routes of layers above the sandbox (e.g. OpenRLHF's remote-reward contract,
 :mod:`er_integrations.openrlhf_reward`) are mounted with ``create_app(routes=[factory])`` or, for
@@ -44,7 +52,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sandbox.service.auth import ANONYMOUS, BearerAuthMiddleware, KeyRing, check_bind, check_tls
 from sandbox.service.config import ENV_PREFIX, ServerConfig
+from sandbox.service.quota import QuotaExceeded, QuotaGate, QuotaMiddleware, quota_response_parts
 from sandbox.service.service import InvalidRequest, Overloaded, SandboxService, ServiceError
 from sandbox.service.wire import (
     ErrorResponse,
@@ -57,7 +67,7 @@ from sandbox.service.wire import (
     RunResponse,
 )
 
-__all__ = ["ServerConfig", "create_app", "app_from_env", "ENV_PREFIX", "EXTRA_ROUTES_ENV", "RouteFactory"]
+__all__ = ["ServerConfig", "create_app", "security", "app_from_env", "ENV_PREFIX", "EXTRA_ROUTES_ENV", "RouteFactory"]
 
 _log = logging.getLogger("sandbox.service.server")
 ENDPOINTS = ("/judge", "/run", "/math/check", "/health", "/metrics")
@@ -199,6 +209,25 @@ async def _serve(endpoint: str, metrics: _Metrics, call: Awaitable[Any], key: st
     return response
 
 
+def security(config: ServerConfig) -> KeyRing | None:
+    """Check the security settings of ``config`` as a server start does.
+
+    Returns:
+        The key ring (None when authentication is off).
+
+    Raises:
+        ValueError: a bad key file (:class:`~sandbox.service.auth.KeyFileError`), a non-loopback host
+            without keys, or bad TLS files; the message names the file or setting and the fix.
+
+    """
+    keys = KeyRing(config.api_key_file, config.key_reload_s) if config.api_key_file else None
+    check_bind(config.host, keys, config.insecure_no_auth, key_flag="--api-key-file (ER_SANDBOX_API_KEY_FILE)",
+               insecure_flag="--insecure-no-auth (ER_SANDBOX_INSECURE_NO_AUTH=1)")
+    if config.tls:
+        check_tls(config.tls_certfile, config.tls_keyfile)
+    return keys
+
+
 def create_app(config: ServerConfig | None = None, *, service: SandboxService | None = None,
                routes: Sequence[RouteFactory] = ()) -> FastAPI:
     """Build the FastAPI app.
@@ -210,10 +239,15 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
         routes: factories of extra routes, each called with the app's service.
 
     Returns:
-        The app; ``app.state.service`` and ``app.state.metrics`` expose the internals.
+        The app; ``app.state.service``, ``app.state.metrics``, ``app.state.keys`` and ``app.state.quota``
+        expose the internals.
+
+    Raises:
+        ValueError: bad security settings (see :func:`security`).
 
     """
     config = config or ServerConfig.from_env()
+    keys = security(config)  # before anything starts: a bad key file is an error at start
     owned = service is None
     svc = service or SandboxService(config)
     metrics = _Metrics(getattr(getattr(svc, "metrics", None), "registry", None))  # beside the service's own
@@ -229,6 +263,18 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     app = FastAPI(title="Elastic Reasoning reward service", version="1", lifespan=lifespan,
                   description="Sandboxed code judge and math checker (see sandbox.service.server).")
     app.state.service, app.state.metrics, app.state.config = svc, metrics, config
+    gate = QuotaGate(config.quota_requests, config.quota_submissions, registry=metrics.registry)
+    app.state.keys, app.state.quota = keys, gate
+
+    async def metered(request: Request, n: int, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``call`` holding ``n`` of the caller's queued-submission slots (429/413 when over)."""
+        key_id = getattr(request.state, "er_key_id", ANONYMOUS)
+        try:
+            with gate.submissions(key_id, n):
+                return await call()
+        except QuotaExceeded as exc:
+            status, body, headers = quota_response_parts(exc)
+            return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -244,15 +290,17 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_response(exc)
 
-    errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503)}
+    errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
+                                               for code in (400, 401, 413, 422, 429, 500, 503)}
 
     @app.post("/judge", response_model=JudgeResponse, responses=errors, summary="Judge code against tests")
-    async def judge(req: JudgeRequest) -> Any:
-        return await _serve("/judge", metrics, svc.ajudge(req), "verdict")
+    async def judge(req: JudgeRequest, request: Request) -> Any:
+        return await metered(request, len(req.submissions) if req.submissions is not None else 1,
+                             lambda: _serve("/judge", metrics, svc.ajudge(req), "verdict"))
 
     @app.post("/run", response_model=RunResponse, responses=errors, summary="Run one program on one stdin")
-    async def run(req: RunRequest) -> Any:
-        return await _serve("/run", metrics, svc.arun(req), "status")
+    async def run(req: RunRequest, request: Request) -> Any:
+        return await metered(request, 1, lambda: _serve("/run", metrics, svc.arun(req), "status"))
 
     @app.post("/math/check", response_model=MathCheckResponse, responses=errors, summary="Check math answers")
     async def math_check(req: MathCheckRequest) -> Any:
@@ -269,7 +317,10 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
 
     for factory in routes:
         app.include_router(factory(svc))
+    # outermost last: auth (no body is read for a caller without a key), then size guard + metrics, then quota
+    app.add_middleware(QuotaMiddleware, gate=gate)
     app.add_middleware(_GuardMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(BearerAuthMiddleware, keys=keys, metrics_open=config.metrics_open, registry=metrics.registry)
     return app
 
 

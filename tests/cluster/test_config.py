@@ -30,8 +30,11 @@ def test_bad_cluster_settings_are_refused_quoting_the_value(bad, match):
 
 
 def test_service_json_and_url():
-    cfg = ClusterConfig(service='{"judge_workers": 3}', http_host="0.0.0.0", http_port=8123)
+    cfg = ClusterConfig(service='{"judge_workers": 3}', http_host="0.0.0.0", http_port=8123, insecure_no_auth=True)
     assert cfg.service == {"judge_workers": 3} and cfg.url == "http://127.0.0.1:8123"
+    with pytest.raises(ValueError, match="without authentication.*api_key_file.*--insecure-no-auth"):
+        ClusterConfig(service='{"judge_workers": 3}', http_host="0.0.0.0")  # issue 16: keys beyond loopback
+    ClusterConfig(service='{"api_key_file": "/etc/er/api_keys"}', http_host="10.0.0.5")
 
 
 def test_cli_flags_mirror_the_config_fields(monkeypatch):

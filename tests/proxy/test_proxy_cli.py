@@ -49,3 +49,16 @@ def test_non_loopback_bind_without_keys_is_refused():
 
 def test_effort_table_parses_defaults():
     assert parse_effort_table("none:1, low:1024")["low"] == 1024
+
+
+def test_api_key_file_is_checked_before_the_proxy_starts(tmp_path):
+    from sandbox.service.auth import KeyFileError
+
+    loose = tmp_path / "keys"
+    loose.write_text("k" * 32 + "\n")
+    loose.chmod(0o644)
+    with pytest.raises(KeyFileError, match=f"{loose}.*chmod 600"):
+        _run(_ns("--api-key-file", str(loose)))
+    with pytest.raises(KeyFileError, match="does not exist"):
+        _run(_ns("--host", "0.0.0.0", "--api-key-file", str(tmp_path / "missing")))
+    assert _ns("--insecure-no-auth").insecure_no_auth is True

@@ -279,3 +279,28 @@ def test_authenticator_hook_answers_401(upstream):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="k1", max_retries=0)
         assert client.models.list().data[0].id == MODEL
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_api_key_file_through_the_shared_key_ring(upstream, tmp_path):
+    """`er proxy --api-key-file`: the reward service's KeyRing; 401 + WWW-Authenticate, rotation by file."""
+    import os
+    import secrets
+
+    from sandbox.service.auth import KeyRing
+
+    old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    path = tmp_path / "keys"
+    path.write_text(f"old:{old}\n")
+    os.chmod(path, 0o600)
+    ring = KeyRing(path, reload_interval_s=0.1)
+    with _proxy([upstream[1]], authenticate=ring.authenticate) as url:
+        for headers in ({}, {"Authorization": "Bearer " + "z" * 43}):
+            denied = httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": MSG}, headers=headers)
+            assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Bearer realm=")
+            assert denied.json()["error"]["code"] == "invalid_api_key"
+        assert openai.OpenAI(base_url=f"{url}/v1", api_key=old, max_retries=0).models.list().data[0].id == MODEL
+        path.write_text(f"new:{new}\n")  # rotate: the old key is revoked, the new one accepted
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        time.sleep(0.3)
+        assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+        assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {new}"}).status_code == 200

@@ -204,3 +204,35 @@ def test_sync_and_async_paths_are_one_implementation():
 def test_unknown_on_reward_error_is_rejected():
     with pytest.raises(ValueError, match="on_reward_error must be one of .*'zero'"):
         MathReward(on_reward_error="zero")
+
+
+def test_rewards_send_the_key_from_the_environment(tmp_path, monkeypatch):
+    """A keyed reward server: the reward functions (and so er eval / er train with a reward endpoint) take the
+    key from $ER_API_KEY_FILE; without it every reward is an error result (never a silent 0)."""
+    import os
+    import secrets
+
+    key = secrets.token_urlsafe(32)
+    server_keys, client_key = tmp_path / "server-keys", tmp_path / "client-key"
+    server_keys.write_text(f"trainer:{key}\n")
+    client_key.write_text(key + "\n")
+    os.chmod(server_keys, 0o600)
+    os.chmod(client_key, 0o600)
+    problems, completions = math_completions()
+    monkeypatch.delenv("ER_API_KEY", raising=False)
+    with LocalServer(judge_workers=1, math_workers=1, api_key_file=str(server_keys),
+                     isolation_options={"base_uid": 63550, "workers": 1}) as srv:
+        monkeypatch.setenv("ER_API_KEY_FILE", str(client_key))
+        reward = MathReward(endpoint=srv.url)
+        try:
+            results = reward(problems[:3], completions[:3])
+            assert [r.verdict for r in results] == ["correct", "wrong", "no_answer"] and key not in repr(reward)
+        finally:
+            reward.close()
+        monkeypatch.delenv("ER_API_KEY_FILE")
+        reward = MathReward(endpoint=srv.url, client_options={"max_retries": 0})
+        try:
+            results = reward(problems[:1], completions[:1])
+            assert results[0].is_error and "401" in str(results[0].details), results[0]
+        finally:
+            reward.close()

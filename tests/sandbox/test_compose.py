@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import uuid
@@ -28,7 +29,7 @@ def _compose(project: str, env: dict, *args: str, timeout_s: float = 600) -> sub
 
 
 @pytest.fixture(scope="module")
-def cluster(docker_engine):
+def cluster(docker_engine, tmp_path_factory):
     from sandbox.isolation.docker_image import LOCAL_BASE_IMAGE, default_base_image
 
     assert subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0, (
@@ -39,13 +40,19 @@ def cluster(docker_engine):
                        timeout=600)
     project = f"er-test-{uuid.uuid4().hex[:8]}"
     port = _free_port()
-    env = {**os.environ, "ER_SANDBOX_BASE_IMAGE": base, "ER_GATEWAY_PORT": str(port)}
+    key = secrets.token_urlsafe(32)
+    key_file = tmp_path_factory.mktemp("compose-secret") / "api_keys"
+    key_file.write_text(f"compose-test:{key}\n")
+    os.chmod(key_file, 0o600)
+    os.chown(key_file, 10001, 10001)  # the gateway's uid: a bind-mounted secret keeps the host file's owner
+    env = {**os.environ, "ER_SANDBOX_BASE_IMAGE": base, "ER_GATEWAY_PORT": str(port),
+           "ER_COMPOSE_API_KEY_FILE": str(key_file)}
     try:
         up = _compose(project, env, "up", "-d", "--build", "--scale", "worker=2", "--wait")
         if up.returncode != 0:
             logs = _compose(project, env, "logs", "--tail", "40").stdout
             pytest.fail(f"docker compose up failed:\n{up.stderr[-3000:]}\n--- logs ---\n{logs[-3000:]}")
-        yield {"url": f"http://127.0.0.1:{port}", "project": project, "env": env}
+        yield {"url": f"http://127.0.0.1:{port}", "project": project, "env": env, "key": key}
     finally:
         _compose(project, env, "down", "-v", "--remove-orphans", "-t", "5", timeout_s=300)
 
@@ -54,7 +61,10 @@ def test_judge_over_http(cluster):
     import httpx
 
     spec = {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}
-    with httpx.Client(base_url=cluster["url"], timeout=60) as client:
+    unauthenticated = httpx.post(f"{cluster['url']}/judge", json={"code": "print(1)", "tests": spec}, timeout=60)
+    assert unauthenticated.status_code == 401
+    auth = {"Authorization": f"Bearer {cluster['key']}"}
+    with httpx.Client(base_url=cluster["url"], timeout=60, headers=auth) as client:
         health = client.get("/health").json()
         assert health["ok"] and health["isolation"]["alive"] == 2, health
         ok = client.post("/judge", json={"code": "print(int(input()) * 2)", "tests": spec}).json()
