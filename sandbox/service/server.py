@@ -99,14 +99,16 @@ class _Metrics:
 class _GuardMiddleware:
     """Pure-ASGI middleware: rejects bodies over ``max_body_bytes`` (413) and records metrics."""
 
-    def __init__(self, app: Any, max_body_bytes: int, metrics: _Metrics) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, metrics: _Metrics,
+                 endpoints: Sequence[str] = ENDPOINTS) -> None:
         self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
+        self.endpoints = frozenset(endpoints)  # metric labels; any other path counts as "other"
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
         status = {"code": 500}
 
         async def send_wrapper(message: MutableMapping[str, Any]) -> None:
@@ -315,11 +317,15 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    extra_paths: list[str] = []
     for factory in routes:
-        app.include_router(factory(svc))
+        router = factory(svc)
+        app.include_router(router)
+        extra_paths += [p for r in router.routes if isinstance(p := getattr(r, "path", None), str)]
     # outermost last: auth (no body is read for a caller without a key), then size guard + metrics, then quota
     app.add_middleware(QuotaMiddleware, gate=gate)
-    app.add_middleware(_GuardMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(_GuardMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics,
+                       endpoints=(*ENDPOINTS, *extra_paths))
     app.add_middleware(BearerAuthMiddleware, keys=keys, metrics_open=config.metrics_open, registry=metrics.registry)
     return app
 

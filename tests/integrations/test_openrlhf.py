@@ -184,3 +184,11 @@ def test_reward_service_refuses_a_label_without_an_answer(reward_server):
 
     resp = httpx.post(reward_server + "/openrlhf/reward", json={"query": ["x"], "prompts": [""], "labels": [""]})
     assert resp.status_code == 422 and "--data.label_key" in resp.json()["detail"]
+
+
+def test_the_mounted_route_has_its_own_metrics_label(reward_server):
+    import httpx
+
+    httpx.post(reward_server + "/openrlhf/reward", json={"query": ["x"], "prompts": [""], "labels": [""]})
+    text = httpx.get(reward_server + "/metrics").text
+    assert 'er_sandbox_requests_total{endpoint="/openrlhf/reward",status="422"}' in text
