@@ -7,7 +7,7 @@ that hash. What it searches:
 - ``os.environ`` (names and values);
 - ``/proc/*/environ`` and ``/proc/*/cmdline`` of every process it can see (``/proc/1`` included);
 - files under its working directory, ``/tmp``, ``/dev/shm``, ``$HOME``, ``/root``, ``/run``, ``/var/run``,
-  ``/etc/er`` and the secret files' own paths and directories (up to 4000 regular files, the first 256 KiB
+  ``/etc/er``, after the secret files' own paths and directories (up to 4000 regular files, the first 256 KiB
   of each);
 - every TCP port listening on the loopback it can see in ``/proc/net/tcp{,6}``, plus the given ports: it
   connects, sends ``GET /metrics`` and ``GET /`` with no key, and searches the answers.
@@ -87,9 +87,9 @@ def walk(top, depth=0):
     for name in entries:
         walk(os.path.join(top, name), depth + 1)
 
-roots = [os.getcwd(), "/tmp", "/dev/shm", os.path.expanduser("~"), "/root", "/run", "/var/run", "/etc/er"]
-for p in EXTRA_PATHS:
-    roots += [p, os.path.dirname(p)]
+# the secrets' own files and directories first: the file budget must not run out on a busy /tmp before them
+roots = [q for p in EXTRA_PATHS for q in (p, os.path.dirname(p))]
+roots += [os.getcwd(), "/tmp", "/dev/shm", os.path.expanduser("~"), "/root", "/run", "/var/run", "/etc/er"]
 for root in roots:
     walk(root)
 
