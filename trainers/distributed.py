@@ -172,7 +172,10 @@ def weights_digest(model: Any) -> str:
     """sha256 over every parameter (name, dtype, shape and bytes, in name order)."""
     digest = hashlib.sha256()
     for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-        tensor = param.detach().float().cpu().contiguous()
+        tensor = param.detach()
+        if hasattr(tensor, "full_tensor"):  # an FSDP2 shard (DTensor): digest the whole parameter (a collective)
+            tensor = tensor.full_tensor()
+        tensor = tensor.float().cpu().contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()
@@ -251,6 +254,17 @@ def install_rank_records(cfg: ERTrainConfig, rollout: Any, reward_funcs: list[An
               world_size=int(os.environ.get("WORLD_SIZE", "1")))
 
     class RankRecords(TrainerCallback):  # type: ignore[misc]
+        trainer: Any = None  # set by build_trainer once the trainer exists
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            acc = getattr(self.trainer, "accelerator", None)
+            wrapped = getattr(self.trainer, "model_wrapped", None)
+            rec.write("engine", distributed_type=str(getattr(getattr(acc, "state", None), "distributed_type", None)),
+                      backend=str(getattr(getattr(acc, "state", None), "backend", None)),
+                      wrapped=type(wrapped).__name__,
+                      sharded=any(hasattr(p, "full_tensor") for p in (wrapped.parameters() if wrapped else ())),
+                      device=str(getattr(acc, "device", None)))
+
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             rec.write("weights", step=state.global_step, sha256=weights_digest(model))
 

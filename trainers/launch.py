@@ -411,6 +411,8 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
         trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
                               train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
                               rollout_func=rollout_func, callbacks=callbacks or None)
+    for callback in callbacks:
+        callback.trainer = trainer
     if cfg.backend == "vllm":
         from trainers.vllm_rollout import install_weight_sync
 
