@@ -281,7 +281,21 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
         plan.warnings.append(reward_warning)
     if cfg.backend == "vllm" and (why := vllm_missing()):
         plan.warnings.append(why)
+    if plan.accelerate_command and cfg.grpo.get("use_cpu") and (engine := _sharding_engine(cfg.accelerate_config)):
+        plan.warnings.append(f"accelerate_config uses {engine}, but grpo.use_cpu is set: accelerate enables {engine} "
+                             "only on accelerator process groups, so this CPU (gloo) job trains as plain DDP with "
+                             "whole models on every process.")
     return plan
+
+
+def _sharding_engine(path: str | None) -> str | None:
+    """``"FSDP"``/``"DEEPSPEED"`` when an accelerate config names a sharding engine."""
+    import yaml
+
+    if not path or not Path(path).is_file():
+        return None
+    kind = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("distributed_type")
+    return kind if kind in ("FSDP", "DEEPSPEED") else None
 
 
 def format_plan(plan: TrainPlan) -> str:
@@ -413,6 +427,11 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
                               rollout_func=rollout_func, callbacks=callbacks or None)
     for callback in callbacks:
         callback.trainer = trainer
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if state is not None and trainer.accelerator.num_processes != world:
+        raise ConfigError(f"This launch started {world} processes, but accelerate runs them as "
+                          f"{trainer.accelerator.distributed_type} with {trainer.accelerator.num_processes} process(es) "
+                          "(each would train alone): on a machine without GPUs set grpo.use_cpu: true.")
     if cfg.backend == "vllm":
         from trainers.vllm_rollout import install_weight_sync
 

@@ -321,3 +321,22 @@ def test_dense_reward_module_is_valid(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
     assert asyncio.iscoroutinefunction(RecordingProxy.app)
+
+
+@pytest.mark.parametrize("name,engine", [("fsdp", "FSDP"), ("deepspeed_zero3", "DEEPSPEED")])
+def test_sharded_configs_on_cpu_are_named_as_ddp(name, engine):
+    """Dry check: the shipped FSDP / ZeRO-3 configs parse and name their plugin; on CPU the plan says they become DDP.
+
+    accelerate 1.16 selects FSDP/DeepSpeed only for accelerator process groups (MULTI_GPU, ...): a MULTI_CPU
+    (gloo) job with fsdp.yaml ran here as DistributedDataParallel (recorded engine), and DeepSpeed is not installed.
+    """
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from trainers.config import RECIPES_DIR
+    from trainers.launch import make_plan
+
+    path = RECIPES_DIR / "accelerate" / f"{name}.yaml"
+    assert ClusterConfig.from_yaml_file(str(path)).distributed_type.name == engine
+    cfg = load_recipe("tiny_cpu", {"num_processes": 2, "accelerate_config": str(path)})
+    plan = make_plan(cfg, recipe="tiny.yaml", check_endpoint=False)
+    assert any(f"uses {engine}" in w and "plain DDP" in w for w in plan.warnings)
