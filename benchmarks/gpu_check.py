@@ -125,7 +125,8 @@ def part_hf_identity(ctx: dict[str, Any]) -> dict[str, Any]:
         b = dev.generate(prompts, budget, SamplingConfig(temperature=0))
         same = [x.completion_ids == y.completion_ids and x.env_mask == y.env_mask
                 and x.finish_reason == y.finish_reason for x, y in zip(a, b, strict=True)]
-        out[label] = {"identical": all(same), "samples": len(same), "mismatched": [i for i, s in enumerate(same) if not s],
+        out[label] = {"identical": all(same), "samples": len(same),
+                      "mismatched": [i for i, s in enumerate(same) if not s],
                       "cut": sum(x.thinking_truncated for x in a), "tokens": sum(len(x.completion_ids) for x in a)}
     out["ok"] = all(v["identical"] for v in out.values() if isinstance(v, dict))
     return out

@@ -86,7 +86,7 @@ def _launch(cfg: Any, plan: Any) -> int:
 
 def _run(ns: argparse.Namespace) -> int:
     from trainers.config import load_recipe, resolve_recipe_path
-    from trainers.launch import in_distributed_launch, format_plan, make_plan, train
+    from trainers.launch import format_plan, in_distributed_launch, make_plan, train
 
     overrides = _overrides(ns)
     cfg = load_recipe(ns.config, overrides)

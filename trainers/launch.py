@@ -33,9 +33,8 @@ from typing import Any, Sequence
 from trainers.config import ConfigError, ERTrainConfig
 
 __all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "check_model_fits", "format_plan", "grpo_kwargs",
-           "in_distributed_launch",
-           "launch_node", "load_training_problems", "make_plan", "node_commands", "preflight", "rehearsal_config", "resolve_model",
-           "train", "vllm_missing"]
+           "in_distributed_launch", "launch_node", "load_training_problems", "make_plan", "node_commands", "preflight",
+           "rehearsal_config", "resolve_model", "train", "vllm_missing"]
 
 TINY = "tiny"
 
@@ -429,9 +428,10 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
         callback.trainer = trainer
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if state is not None and trainer.accelerator.num_processes != world:
+        acc = trainer.accelerator
         raise ConfigError(f"This launch started {world} processes, but accelerate runs them as "
-                          f"{trainer.accelerator.distributed_type} with {trainer.accelerator.num_processes} process(es) "
-                          "(each would train alone): on a machine without GPUs set grpo.use_cpu: true.")
+                          f"{acc.distributed_type} with {acc.num_processes} process(es) (each would train alone): "
+                          "on a machine without GPUs set grpo.use_cpu: true.")
     if cfg.backend == "vllm":
         from trainers.vllm_rollout import install_weight_sync
 

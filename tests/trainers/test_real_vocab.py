@@ -72,7 +72,8 @@ def test_text_ids_equal_tiktoken_on_the_same_ranks(r1_tok):
 
 def test_distill_chat_template(r1_tok):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+3?"},
-                {"role": "assistant", "content": "2+3=5</think>\n\n\\boxed{5}"}, {"role": "user", "content": "And 2+4?"}]
+                {"role": "assistant", "content": "2+3=5</think>\n\n\\boxed{5}"},
+                {"role": "user", "content": "And 2+4?"}]
     text = r1_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text == ("<｜begin▁of▁sentence｜>Be brief.<｜User｜>What is 2+3?<｜Assistant｜>\n\n\\boxed{5}"
                     "<｜end▁of▁sentence｜><｜User｜>And 2+4?<｜Assistant｜><think>\n")

@@ -196,7 +196,8 @@ def test_two_rank_grpo_with_one_reward_service(tiny_model_dir, tmp_path):
                                         "--grpo", "{max_steps: 2, disable_tqdm: true}"),
                               env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
         elapsed = time.monotonic() - start
-    assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(ln for ln in proc.stderr.splitlines() if "Warning" not in ln)[-12000:]
+    errors = "\n".join(ln for ln in proc.stderr.splitlines() if "Warning" not in ln)
+    assert proc.returncode == 0, proc.stdout[-3000:] + errors[-12000:]
     print(f"2-rank GRPO, 2 steps: {elapsed:.1f} s")
     ranks = _records(out)
     assert sorted(ranks) == [0, 1]
