@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="er-gpu-check-"))
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
-    results["bootstrap"] = bootstrap(args.wheelhouse, work / "site")
+    # named site-packages: dill (datasets' fingerprints) pickles modules outside such a path by value
+    results["bootstrap"] = bootstrap(args.wheelhouse, work / "site-packages")
     sys.path.insert(0, str(REPO))
     results["environment"] = environment(args.device)
     if args.device.startswith("cuda") and not results["environment"]["cuda_available"]:

