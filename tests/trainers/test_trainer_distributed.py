@@ -271,19 +271,8 @@ def test_two_machines_on_one_train_together_and_mismatches_are_refused(tiny_mode
     assert _weights(ranks[0]) == _weights(ranks[1]) and len(_weights(ranks[0])) == 1
 
 
-@pytest.mark.multiprocess
-@pytest.mark.slow
-def test_a_killed_rank_fails_the_other_machine_with_a_message(tiny_model_dir, tmp_path):
-    """Two launches; machine 1's training process is SIGKILLed mid-training: machine 0 exits non-zero, soon."""
-    env = _env(tmp_path)
-    out, port = tmp_path / "run", _free_port()
-    procs = []
-    for rank in (0, 1):
-        cmd = _er_train(tiny_model_dir, out, "--num-machines", "2", "--machine-rank", str(rank),
-                        "--main-process-ip", "127.0.0.1", "--main-process-port", str(port),
-                        "--rendezvous-timeout-s", "30", "--grpo", "{max_steps: 200, disable_tqdm: true}")
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      cwd=tmp_path))
+def _kill_rank1_mid_training(out: Path, procs: list[subprocess.Popen]) -> float:
+    """SIGKILL rank 1's training process once it has produced a rollout; returns the kill time."""
     rank1 = out / "ranks" / "rank1.jsonl"
     deadline = time.monotonic() + 180
     pid = None
@@ -297,15 +286,39 @@ def test_a_killed_rank_fails_the_other_machine_with_a_message(tiny_model_dir, tm
         time.sleep(0.2)
     assert pid is not None, [p.poll() for p in procs]
     os.kill(pid, signal.SIGKILL)
-    killed_at = time.monotonic()
+    return time.monotonic()
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+@pytest.mark.parametrize("machines", [1, 2])
+def test_a_killed_rank_fails_the_job_with_a_message(tiny_model_dir, tmp_path, machines):
+    """Rank 1's process is SIGKILLed mid-training: the (other) launch exits non-zero within a bounded time.
+
+    One machine: torchrun sees the dead child and stops rank 0. Two launches (two machines): rank 0 sees the
+    lost gloo connection.
+    """
+    env = _env(tmp_path)
+    out, port = tmp_path / "run", _free_port()
+    steps = "{max_steps: 200, disable_tqdm: true}"
+    if machines == 1:
+        cmds = [_er_train(tiny_model_dir, out, "--main-process-port", str(port), "--rendezvous-timeout-s", "30",
+                          "--grpo", steps)]
+    else:
+        cmds = [_er_train(tiny_model_dir, out, "--num-machines", "2", "--machine-rank", str(rank),
+                          "--main-process-ip", "127.0.0.1", "--main-process-port", str(port),
+                          "--rendezvous-timeout-s", "30", "--grpo", steps) for rank in (0, 1)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+             for cmd in cmds]
     try:
+        killed_at = _kill_rank1_mid_training(out, procs)
         log0 = procs[0].communicate(timeout=90)[0]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     waited = time.monotonic() - killed_at
-    print(f"machine 0 exited {waited:.1f} s after rank 1 was killed")
+    print(f"{machines} machine(s): the launch of machine 0 exited {waited:.1f} s after rank 1 was killed")
     assert procs[0].returncode != 0
     assert waited < 60
     assert "er train: the launch on machine_rank 0 failed" in log0, log0[-3000:]
@@ -361,3 +374,29 @@ def test_two_rank_grpo_on_trls_colocated_vllm(vllm_module, vllm_tiny_dir, tmp_pa
     a, b = ([x for x in ranks[r] if x["event"] == "rollout"][0] for r in (0, 1))
     assert len(a["prompts"]) == len(b["prompts"]) == 8 and not set(a["prompts"]) & set(b["prompts"])
     assert _weights(ranks[0]) == _weights(ranks[1]) and len(_weights(ranks[0])) == 1
+
+
+def test_er_train_refuses_bad_launches_before_starting_anything(tmp_path, capsys, monkeypatch):
+    """The CLI path: too many processes for the cores, and a main node that never answers."""
+    import trainers.launch as launch
+    from er_cli import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was resolved")
+
+    monkeypatch.setattr(launch, "build_trainer", no_model)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    rc = main(["train", "--config", "tiny_cpu", "--output-dir", str(tmp_path), "--num-processes", str(4 * cores),
+               "--grpo", "{per_device_train_batch_size: 4}"])
+    err = capsys.readouterr().err
+    assert rc != 0 and f"num_processes={4 * cores}" in err and f"{cores} CPU cores" in err
+    start = time.monotonic()
+    port = _free_port()
+    rc = main(["train", "--config", "tiny_cpu", "--output-dir", str(tmp_path), "--num-processes", "2",
+               "--num-machines", "2", "--machine-rank", "1", "--main-process-ip", "127.0.0.1",
+               "--main-process-port", str(port), "--rendezvous-timeout-s", "2"])
+    err = capsys.readouterr().err
+    assert rc != 0 and f"main_process_ip 127.0.0.1:{port}" in err and "did not answer" in err
+    assert time.monotonic() - start < 15
