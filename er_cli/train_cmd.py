@@ -106,6 +106,6 @@ def _run(ns: argparse.Namespace) -> int:
               f"{cfg.backend}, output {cfg.output_dir}", flush=True)
     trainer = train(cfg)
     state = trainer.state
-    last = next((h for h in reversed(state.log_history) if "reward" in h), {})
+    last: dict[str, Any] = next((h for h in reversed(state.log_history) if "reward" in h), {})
     print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; output in {cfg.output_dir}")
     return 0
