@@ -43,7 +43,12 @@ VF_STAMP := $(VF_VENV)/.installed
 VF_LOG := $(VF_VENV)/install.log
 VFQUIET = >>$(VF_LOG) 2>&1 || { cat $(VF_LOG); echo "install failed (log: $(VF_LOG))" >&2; exit 1; }
 
-.PHONY: demo test test-vllm test-verifiers venv venv-vllm venv-verifiers lint clean
+.PHONY: demo test test-vllm test-verifiers venv venv-vllm venv-verifiers lint clean gpu-wheelhouse gpu-check
+
+# The prepared GPU check (benchmarks/gpu_check.py): `make gpu-wheelhouse` here (network), then on the GPU
+# machine (torch, transformers, accelerate, peft; no network) `make gpu-check PYTHON_GPU=python3`.
+GPU_WH := build/gpu-wheelhouse
+PYTHON_GPU ?= python3
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -101,6 +106,12 @@ $(VF_STAMP): pyproject.toml Makefile
 	@touch $(VF_STAMP)
 
 venv: $(STAMP)
+
+gpu-wheelhouse: $(STAMP)
+	$(PY) benchmarks/gpu_wheelhouse.py --out $(GPU_WH)
+
+gpu-check:
+	PYTHONPATH=. $(PYTHON_GPU) benchmarks/gpu_check.py --device cuda --wheelhouse $(GPU_WH) --out gpu_check.json
 
 venv-verifiers: $(VF_STAMP)
 

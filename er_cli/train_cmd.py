@@ -59,14 +59,34 @@ def _override_argv(overrides: dict[str, Any]) -> list[str]:
 
     argv: list[str] = []
     for key, value in overrides.items():
-        text = json.dumps(value) if isinstance(value, dict) else ("none" if value is None else str(value))
+        if isinstance(value, (list, tuple)):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = json.dumps(value) if isinstance(value, dict) else ("none" if value is None else str(value))
         argv += [f"--{key.replace('_', '-')}", text]
     return argv
 
 
+def _launch(cfg: Any, plan: Any) -> int:
+    """Start this machine's part of a multi-process job and report how it ended."""
+    import shlex
+    import sys
+
+    from trainers.launch import launch_node
+
+    cmd = plan.node_commands[cfg.machine_rank] if plan.node_commands else plan.accelerate_command
+    print(f"launching machine_rank {cfg.machine_rank}: {shlex.join(cmd)}", flush=True)
+    rc = launch_node(cfg, cmd)
+    if rc != 0:
+        print(f"er train: the launch on machine_rank {cfg.machine_rank} failed (exit status {rc}): a training "
+              "process failed, was killed, or lost a peer (collectives give up after rendezvous_timeout_s="
+              f"{cfg.rendezvous_timeout_s} s); the failing rank's error is above.", file=sys.stderr, flush=True)
+    return rc
+
+
 def _run(ns: argparse.Namespace) -> int:
     from trainers.config import load_recipe, resolve_recipe_path
-    from trainers.launch import format_plan, make_plan, train
+    from trainers.launch import format_plan, in_distributed_launch, make_plan, train
 
     overrides = _overrides(ns)
     cfg = load_recipe(ns.config, overrides)
@@ -76,6 +96,8 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         print("dry run: nothing loaded or trained.")
         return 0
+    if cfg.num_processes > 1 and not ns.rehearse and not in_distributed_launch():
+        return _launch(cfg, plan)
     if ns.rehearse:
         from trainers.launch import rehearsal_config
 
@@ -84,6 +106,6 @@ def _run(ns: argparse.Namespace) -> int:
               f"{cfg.backend}, output {cfg.output_dir}", flush=True)
     trainer = train(cfg)
     state = trainer.state
-    last = next((h for h in reversed(state.log_history) if "reward" in h), {})
+    last: dict[str, Any] = next((h for h in reversed(state.log_history) if "reward" in h), {})
     print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; output in {cfg.output_dir}")
     return 0

@@ -4,9 +4,11 @@ Modules: ``rollout`` (the ``rollout_func`` that generates under a thinking/solut
 budget with the trainer's live policy and returns ``env_mask`` for forced ``</think>``),
 ``rewards`` (TRL reward functions over ``er_env.rewards``; grader failures give ``None``,
 never 0), ``config`` (:class:`ERTrainConfig` and YAML recipes in ``recipes/``),
-``launch`` (dry-run plans, ``accelerate`` commands, building and running the trainer).
-Backend: Hugging Face transformers inside the trainer; TRL's vLLM generation is not
-supported (see ``trainers.rollout``). TRL and torch are imported only when used.
+``launch`` (dry-run plans, ``accelerate`` commands, building and running the trainer),
+``distributed`` (multi-process and multi-node checks: resources, the main node, recipe
+agreement across ranks, per-rank records), ``vllm_rollout`` (rollouts on TRL's vLLM).
+Backends: the live HF policy (``hf``) or TRL's own vLLM (``vllm``). TRL and torch are
+imported only when used.
 
 Example:
     $ er train --config tiny_cpu --dry-run

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ RESERVED_GRPO_KEYS = {
     "vllm_mode": "vllm_mode",
     "output_dir": "output_dir",
     "remove_unused_columns": "(nothing: the reward functions need the er_problem column)",
+    "ddp_timeout": "rendezvous_timeout_s",
 }
 
 
@@ -94,6 +96,9 @@ class ERTrainConfig:
 
     Attributes:
         reward_endpoint: ``er sandbox serve`` URL; ``None`` grades in-process.
+        extra_rewards: more ``er_env`` reward functions, as ``"module:attr"`` import paths
+            (``f(problems, completions) -> list[RewardResult]``), added to the task's grader
+            (TRL sums the rewards; each is logged as ``rewards/<attr>/mean``).
         on_reward_error: ``record`` (a grader failure gives no reward, logged and counted) or ``raise``.
         reward_concurrency: reward requests in flight at once per process (the async
             client splits a generation batch into ``batch_size`` requests).
@@ -109,6 +114,11 @@ class ERTrainConfig:
             command with its own ``--machine-rank``.
         main_process_ip: address of the rank-0 node (required with several machines).
         main_process_port: rendezvous port on the rank-0 node.
+        rendezvous_timeout_s: how long a node waits for the main node's port, and the
+            process group's collective timeout (``GRPOConfig.ddp_timeout``): a dead or
+            unreachable peer fails the job after at most this long.
+        record_ranks: write per-rank JSON lines (rollouts, rewards, weight digests) to
+            ``<output_dir>/ranks/`` (see :mod:`trainers.distributed`).
         grpo: extra ``trl.GRPOConfig`` fields (learning_rate, beta, max_steps...).
 
     """
@@ -134,6 +144,8 @@ class ERTrainConfig:
     vllm_mode: str = field(default="colocate", metadata={"help": "TRL vLLM mode: colocate or server (trl vllm-serve)."})
     hf_batch_size: int = field(default=16, metadata={"help": "Rows the HF backend decodes together."})
     reward_endpoint: str | None = field(default=None, metadata={"help": "Reward server URL; None grades in-process."})
+    extra_rewards: list[str] = field(default_factory=list, metadata={
+        "help": "More er_env reward functions as 'module:attr' import paths (summed with the grader's reward)."})
     on_reward_error: str = field(default="record", metadata={
         "help": "On grader failure: record (no reward for it, logged and counted) or raise."})
     reward_concurrency: int = field(default=16, metadata={"help": "Reward requests in flight at once (per process)."})
@@ -144,6 +156,10 @@ class ERTrainConfig:
     machine_rank: int = field(default=0, metadata={"help": "This node's rank (0: the main node)."})
     main_process_ip: str | None = field(default=None, metadata={"help": "Address of the rank-0 node (multi-node)."})
     main_process_port: int = field(default=29500, metadata={"help": "Rendezvous port on the rank-0 node."})
+    rendezvous_timeout_s: int = field(default=300, metadata={
+        "help": "Seconds to wait for the main node and for any collective (a dead peer fails the job after this)."})
+    record_ranks: bool = field(default=False, metadata={
+        "help": "Write per-rank rollouts, rewards and weight digests to <output_dir>/ranks/ (tests, debugging)."})
     grpo: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra trl.GRPOConfig fields (YAML mapping)."})
 
     def __post_init__(self) -> None:
@@ -152,7 +168,7 @@ class ERTrainConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset is required (e.g. 'embedded:math' or a .jsonl path), got {self.dataset!r}.")
         for name in ("think_budget_tokens", "solution_budget_tokens", "group_size", "hf_batch_size", "num_processes",
-                     "num_machines", "main_process_port", "reward_concurrency"):
+                     "num_machines", "main_process_port", "reward_concurrency", "rendezvous_timeout_s"):
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
             _positive_int("dataset_limit", self.dataset_limit)
@@ -181,6 +197,11 @@ class ERTrainConfig:
                               "(the same values as er_env.rewards, rollouts and environments).")
         if self.reward_endpoint is not None and not str(self.reward_endpoint).startswith(("http://", "https://")):
             raise ConfigError(f"reward_endpoint must be an http(s) URL or null, got {self.reward_endpoint!r}.")
+        if isinstance(self.extra_rewards, str):
+            self.extra_rewards = [x.strip() for x in self.extra_rewards.split(",") if x.strip()]
+        for spec in self.extra_rewards:
+            if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+                raise ConfigError(f"extra_rewards entries must be 'module:attr' import paths, got {spec!r}.")
         if not isinstance(self.grpo, Mapping):
             raise ConfigError(f"grpo must be a mapping of trl.GRPOConfig fields, got {self.grpo!r}.")
         self.grpo = dict(self.grpo)
@@ -189,6 +210,23 @@ class ERTrainConfig:
                 raise ConfigError(f"grpo.{key} is set by this config; use {RESERVED_GRPO_KEYS[key]} instead "
                                   f"(got grpo.{key}={self.grpo[key]!r}).")
         self._check_grpo_keys()
+        self._check_whole_groups()
+
+    def _check_whole_groups(self) -> None:
+        """The generation batch of all processes must hold whole GRPO groups (TRL checks it only at launch)."""
+        per_device = self.grpo.get("per_device_train_batch_size", 8)  # TrainingArguments' default
+        steps = self.grpo.get("steps_per_generation") or self.grpo.get("gradient_accumulation_steps", 1)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (per_device, steps)):
+            return  # GRPOConfig reports bad types itself
+        batch = per_device * self.num_processes * steps
+        if batch % self.group_size:
+            unit = self.group_size // math.gcd(self.group_size, self.num_processes * steps)
+            fix = -(-per_device // unit) * unit
+            raise ConfigError(
+                f"grpo.per_device_train_batch_size={per_device} x num_processes={self.num_processes} x "
+                f"steps_per_generation={steps} = {batch} completions per generation batch, which is not a whole "
+                f"number of GRPO groups (group_size={self.group_size}); set grpo.per_device_train_batch_size to a "
+                f"multiple of {unit} (e.g. {fix}) or change group_size.")
 
     def _check_machines(self) -> None:
         n, rank = self.num_machines, self.machine_rank

@@ -19,9 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shlex
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +33,8 @@ from typing import Any, Sequence
 from trainers.config import ConfigError, ERTrainConfig
 
 __all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "check_model_fits", "format_plan", "grpo_kwargs",
-           "load_training_problems", "make_plan", "node_commands", "preflight", "rehearsal_config", "resolve_model",
-           "train", "vllm_missing"]
+           "in_distributed_launch", "launch_node", "load_training_problems", "make_plan", "node_commands", "preflight",
+           "rehearsal_config", "resolve_model", "train", "vllm_missing"]
 
 TINY = "tiny"
 
@@ -174,6 +177,7 @@ def grpo_kwargs(cfg: ERTrainConfig) -> dict[str, Any]:
         "use_vllm": cfg.backend == "vllm",
         **({"vllm_mode": cfg.vllm_mode} if cfg.backend == "vllm" else {}),
         "remove_unused_columns": False,
+        "ddp_timeout": cfg.rendezvous_timeout_s,
         **cfg.grpo,
     }
 
@@ -185,22 +189,37 @@ def build_grpo_args(cfg: ERTrainConfig) -> Any:
     return GRPOConfig(**grpo_kwargs(cfg))
 
 
-def _in_distributed_launch() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+def in_distributed_launch() -> bool:
+    """Whether this process runs inside ``accelerate launch``/torchrun (so it must train, not relaunch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "LOCAL_RANK" in os.environ
+
+
+#: the CPU launch config used when a multi-process CPU recipe names none (gloo, torchrun launcher)
+MULTI_CPU_CONFIG = "accelerate/multi_cpu.yaml"
+
+
+def _launch_config(cfg: ERTrainConfig) -> str:
+    if cfg.accelerate_config is None:
+        if cfg.grpo.get("use_cpu"):
+            from trainers.config import RECIPES_DIR
+
+            return str(RECIPES_DIR / MULTI_CPU_CONFIG)
+        raise ConfigError(f"num_processes={cfg.num_processes} needs accelerate_config (e.g. "
+                          "accelerate/deepspeed_zero3.yaml or accelerate/fsdp.yaml; CPU recipes with grpo.use_cpu "
+                          f"default to {MULTI_CPU_CONFIG}).")
+    if not Path(cfg.accelerate_config).is_file():
+        raise ConfigError(f"accelerate_config {cfg.accelerate_config!r} does not exist.")
+    return cfg.accelerate_config
 
 
 def _accelerate_command(cfg: ERTrainConfig, recipe: str | None, extra_argv: Sequence[str]) -> list[str] | None:
     if cfg.num_processes <= 1:
         return None
-    if cfg.accelerate_config is None:
-        raise ConfigError(f"num_processes={cfg.num_processes} needs accelerate_config (e.g. "
-                          "accelerate/deepspeed_zero3.yaml or accelerate/fsdp.yaml).")
-    if not Path(cfg.accelerate_config).is_file():
-        raise ConfigError(f"accelerate_config {cfg.accelerate_config!r} does not exist.")
-    cmd = ["accelerate", "launch", "--config_file", cfg.accelerate_config, "--num_processes", str(cfg.num_processes)]
+    cmd = ["accelerate", "launch", "--config_file", _launch_config(cfg), "--num_processes", str(cfg.num_processes),
+           "--num_machines", str(cfg.num_machines)]
     if cfg.num_machines > 1:
-        cmd += ["--num_machines", str(cfg.num_machines), "--machine_rank", str(cfg.machine_rank),
-                "--main_process_ip", str(cfg.main_process_ip), "--main_process_port", str(cfg.main_process_port)]
+        cmd += ["--machine_rank", str(cfg.machine_rank), "--main_process_ip", str(cfg.main_process_ip)]
+    cmd += ["--main_process_port", str(cfg.main_process_port)]
     cmd += ["-m", "er_cli", "train"]
     rank_flag = ["--machine-rank", str(cfg.machine_rank)] if cfg.num_machines > 1 else []
     extra = list(extra_argv)
@@ -249,7 +268,7 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
     dataset_note = _dataset_note(cfg)
     reward_note, reward_warning = _reward_note(cfg, check_endpoint)
     kwargs = grpo_kwargs(cfg)
-    if cfg.num_processes == 1 or _in_distributed_launch():
+    if cfg.num_processes == 1 or in_distributed_launch():
         try:  # GRPOConfig's own checks need the real process count, so only where it is known
             build_grpo_args(cfg)
         except ValueError as exc:
@@ -261,7 +280,21 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
         plan.warnings.append(reward_warning)
     if cfg.backend == "vllm" and (why := vllm_missing()):
         plan.warnings.append(why)
+    if plan.accelerate_command and cfg.grpo.get("use_cpu") and (engine := _sharding_engine(cfg.accelerate_config)):
+        plan.warnings.append(f"accelerate_config uses {engine}, but grpo.use_cpu is set: accelerate enables {engine} "
+                             "only on accelerator process groups, so this CPU (gloo) job trains as plain DDP with "
+                             "whole models on every process.")
     return plan
+
+
+def _sharding_engine(path: str | None) -> str | None:
+    """``"FSDP"``/``"DEEPSPEED"`` when an accelerate config names a sharding engine."""
+    import yaml
+
+    if not path or not Path(path).is_file():
+        return None
+    kind = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("distributed_type")
+    return kind if kind in ("FSDP", "DEEPSPEED") else None
 
 
 def format_plan(plan: TrainPlan) -> str:
@@ -355,6 +388,12 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     from trainers.rollout import make_rollout_func, problems_to_dataset
 
     preflight(cfg)
+    state = None
+    if in_distributed_launch():  # join the job and agree on the recipe before any weights load
+        from trainers.distributed import check_same_recipe, init_process_group
+
+        state = init_process_group(cfg)
+        check_same_recipe(cfg)
     budget = Budget(think=cfg.think_budget_tokens, solution=cfg.solution_budget_tokens,
                     train_forced_token=cfg.train_forced_token)
     sampling = SamplingConfig(temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=cfg.top_k,
@@ -362,7 +401,8 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     problems = load_training_problems(cfg)
     rollout = make_rollout_func(problems, budget, sampling, backend=cfg.backend, hf_batch_size=cfg.hf_batch_size,
                                 template=cfg.template)
-    model, _ = resolve_model(cfg, build=True)
+    with state.local_main_process_first() if state is not None else contextlib.nullcontext():
+        model, _ = resolve_model(cfg, build=True)  # one tiny-model build per machine
     tokenizer = AutoTokenizer.from_pretrained(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -371,16 +411,58 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     reward_funcs: list[Any] = [
         make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client)
         for task in sorted({p.task for p in problems})]
+    reward_funcs += _extra_rewards(cfg, sorted({p.task for p in problems}))
+    callbacks: list[Any] = []
+    rollout_func: Any = rollout
+    if cfg.record_ranks:
+        from trainers.distributed import install_rank_records
+
+        rollout_func, reward_funcs, recorder = install_rank_records(cfg, rollout, reward_funcs)
+        callbacks.append(recorder)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
         trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
                               train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
-                              rollout_func=rollout)
+                              rollout_func=rollout_func, callbacks=callbacks or None)
+    for callback in callbacks:
+        callback.trainer = trainer
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if state is not None and trainer.accelerator.num_processes != world:
+        acc = trainer.accelerator
+        raise ConfigError(f"This launch started {world} processes, but accelerate runs them as "
+                          f"{acc.distributed_type} with {acc.num_processes} process(es) (each would train alone): "
+                          "on a machine without GPUs set grpo.use_cpu: true.")
     if cfg.backend == "vllm":
         from trainers.vllm_rollout import install_weight_sync
 
         install_weight_sync(trainer.vllm_generation)
     return trainer
+
+
+def _extra_rewards(cfg: ERTrainConfig, tasks: list[str]) -> list[Any]:
+    """TRL reward functions for ``cfg.extra_rewards`` (one per task present).
+
+    Raises:
+        ConfigError: an import path that does not resolve to a callable.
+
+    """
+    import importlib
+
+    from trainers.rewards import make_reward_func
+
+    out: list[Any] = []
+    for spec in cfg.extra_rewards:
+        module, attr = spec.split(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"extra_rewards entry {spec!r} does not import: {exc}") from None
+        if not callable(fn):
+            raise ConfigError(f"extra_rewards entry {spec!r} is not callable.")
+        for task in tasks:
+            name = attr if len(tasks) == 1 else f"{task}_{attr}"
+            out.append(make_reward_func(task, reward=fn, name=name, on_reward_error=cfg.on_reward_error))
+    return out
 
 
 #: GRPOConfig settings a CPU rehearsal replaces (GPU sizes, schedules, checkpointing)
@@ -432,10 +514,39 @@ def train(cfg: ERTrainConfig) -> Any:
         ConfigError: a multi-process config started without ``accelerate launch``.
 
     """
-    if cfg.num_processes > 1 and not _in_distributed_launch():
+    if cfg.num_processes > 1 and not in_distributed_launch():
         cmd = _accelerate_command(cfg, "RECIPE.yaml", ())
         raise ConfigError(f"num_processes={cfg.num_processes} must be started with accelerate: "
                           f"{shlex.join(cmd or [])} (er train --dry-run prints the exact command).")
     trainer = build_trainer(cfg)
     trainer.train()
     return trainer
+
+
+def launch_node(cfg: ERTrainConfig, command: Sequence[str], *, env: dict[str, str] | None = None) -> int:
+    """Run this machine's ``accelerate launch`` command (the plan's) and wait for it.
+
+    Checked first, before anything is started: the processes fit this machine
+    (:func:`trainers.distributed.check_launch_resources`) and, on a machine of rank > 0,
+    the main node answers (:func:`trainers.distributed.wait_for_main_process`). The
+    command runs with this interpreter's accelerate (``python -m accelerate.commands.launch``).
+
+    Args:
+        cfg: the config.
+        command: the plan's command for this machine (``accelerate launch ...``).
+        env: the launch's environment (default: this process's).
+
+    Returns:
+        The launch's exit status (non-zero when any process failed or a peer was lost).
+
+    Raises:
+        ConfigError: see the two checks above.
+
+    """
+    from trainers.distributed import check_launch_resources, wait_for_main_process
+
+    check_launch_resources(cfg)
+    wait_for_main_process(cfg)
+    if list(command[:2]) != ["accelerate", "launch"]:
+        raise ConfigError(f"not an accelerate launch command: {shlex.join(command)}")
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *command[2:]], env=env).returncode
