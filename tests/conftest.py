@@ -29,6 +29,15 @@ def require(ok: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_ray_serve() -> None:
+    """Ray Serve importable: skip on a developer machine, fail in CI."""
+    try:
+        import ray  # noqa: F401
+        from ray import serve  # noqa: F401
+    except ImportError:
+        require(False, "Ray Serve is not installed: pip install -e '.[cluster]'")
+
+
 def shared_data_dir() -> Path:
     root = Path(os.environ.get("ER_SHARED_DATA", REPO.parent / "shared" / "data"))
     return root

@@ -18,23 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import require_ray_serve
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "sandbox"))  # the shared helpers: certificates, the leak probe
 GOOD = {"code": "print(2 * int(input()))",
         "tests": {"kind": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "21", "output": "42"}]}}
-
-
-def _require_ray() -> None:
-    try:
-        import ray  # noqa: F401
-        from ray import serve  # noqa: F401
-    except ImportError:  # skip on a developer machine, fail in CI (as tests/conftest.py's require)
-        reason = "Ray Serve is not installed: pip install -e '.[cluster]'"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI requirement missing: {reason}", pytrace=False)
-        pytest.skip(reason)
 
 
 def _write_private(path: Path, text: str) -> Path:
@@ -45,7 +36,7 @@ def _write_private(path: Path, text: str) -> Path:
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
-    _require_ray()
+    require_ray_serve()
     from sandbox.cluster.local import LocalRayCluster
 
     keys = {"alice": secrets.token_urlsafe(32), "old": secrets.token_urlsafe(32)}
@@ -163,7 +154,7 @@ def test_bad_ray_token_file_is_refused_at_start(tmp_path):
 
 
 def test_a_cluster_without_token_auth_is_warned_about():
-    _require_ray()
+    require_ray_serve()
     from sandbox.cluster.local import LocalRayCluster
 
     with LocalRayCluster(judge_nodes=1, dashboard=True, auth=False, startup_timeout_s=180) as open_cluster:

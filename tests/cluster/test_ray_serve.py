@@ -10,12 +10,13 @@ destructive) with every submission answered by its own correct verdict.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 
 import httpx
 import pytest
+
+from tests.conftest import require_ray_serve
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -25,14 +26,7 @@ SERVICE = {"judge_workers": 2, "math_workers": 1, "isolation": "process", "max_p
 
 @pytest.fixture(scope="module")
 def cluster():
-    try:
-        import ray  # noqa: F401
-        from ray import serve  # noqa: F401
-    except ImportError:  # skip on a developer machine, fail in CI (as tests/conftest.py's require)
-        reason = "Ray Serve is not installed: pip install -e '.[cluster]'"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI requirement missing: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_ray_serve()
     from sandbox.cluster.local import LocalRayCluster
 
     c = LocalRayCluster(judge_nodes=2, dashboard=True, startup_timeout_s=180)
