@@ -208,7 +208,10 @@ class _Worker:
             self.stream.send(json.dumps(wire).encode() + b"\n", deadline)
             line = self.stream.read_line(deadline)
         except (TimeoutError, OSError) as exc:
-            raise _TransportError(f"container {self.id} gave no answer: {exc}", died=False) from exc
+            # a broken pipe or reset (the container exited after the pool's alive check, e.g. OOM-killed while
+            # idle) or a timeout with the stream closed is a death, retried; a live silent container is not
+            died = isinstance(exc, (BrokenPipeError, ConnectionResetError)) or self.stream.peer_closed()
+            raise _TransportError(f"container {self.id} gave no answer: {exc!r}", died=died) from exc
         except EOFError as exc:
             raise _TransportError(f"container {self.id} exited: {exc}; runner stderr: {self.stream.stderr_tail()!r}",
                                   died=True) from exc

@@ -71,7 +71,8 @@ def test_oom_killed_container_loses_no_verdict(worker_image):
         killer.start()
         results = judge.judge_batch(subs)
         killer.join(60)
-        assert [r.verdict.name for r in results] == ["AC"] * 16, [(r.verdict.name, r.error) for r in results]
+        wrong = [(i, r.verdict.name, r.error) for i, r in enumerate(results) if r.verdict.name != "AC"]
+        assert not wrong, (wrong, state, backend.stats)
         assert state.get("OOMKilled") or state.get("removed"), state  # the kernel, not us, killed it
         assert backend.stats["recycled"] >= 1 and backend.stats["retried"] >= 1, backend.stats
         assert victim not in backend.container_ids()
