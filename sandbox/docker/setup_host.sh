@@ -55,7 +55,10 @@ if ! docker info >/dev/null 2>&1; then
     as_root systemctl start docker || true
   fi
   if ! docker info >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then
-    as_root sh -c 'nohup dockerd >/var/log/er-dockerd.log 2>&1 &'
+    # started without this shell's open files (close_fds): a caller's lock (e.g. `flock LOCK setup_host.sh`)
+    # must not be held for the engine's lifetime; its own session, so it outlives this script
+    as_root python3 -c 'import subprocess; subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL,
+      stdout=open("/var/log/er-dockerd.log", "ab"), stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)'
   fi
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   if ! docker info >/dev/null 2>&1; then
