@@ -177,12 +177,6 @@ class KeyRing:
         self._checked_at = time.monotonic()
         self.reload()
 
-    @classmethod
-    def load(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], reload_interval_s: float = 5.0
-             ) -> "KeyRing":
-        """Same as the constructor (reads and checks the files now)."""
-        return cls(paths, reload_interval_s)
-
     def __repr__(self) -> str:
         return f"KeyRing({len(self._digests)} keys from {', '.join(map(str, self.paths))})"
 
