@@ -5,7 +5,8 @@
 (``--think-budget-tokens 512``); ``--grpo '{max_steps: 10}'`` merges into the
 recipe's ``grpo`` mapping. ``--dry-run`` validates and prints the plan (and the
 ``accelerate launch`` command for multi-GPU recipes) without loading weights;
-``--rehearse`` then runs one real CPU step of the recipe on the tiny model.
+``--plan`` prints only the per-GPU memory plan (:mod:`trainers.plan`) and exits 0 when it
+fits, 1 when it does not; ``--rehearse`` then runs one real CPU step of the recipe on the tiny model.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", required=True, help="Recipe YAML path or shipped recipe name (tiny_cpu, ...).")
     parser.add_argument("--dry-run", action="store_true", help="Validate and print the plan; load no weights.")
+    parser.add_argument("--plan", action="store_true",
+                        help="Print the per-GPU memory plan (trainer, vLLM, rollout volume, reward workers) and exit: "
+                        "0 when it fits, 1 when it does not (with settings that would). No weights, no torch.")
+    parser.add_argument("--gpu", default=None,
+                        help="Card to plan for: a100-40gb, a100-80gb, h100-80gb, h200-141gb, l40s-48gb or "
+                        "custom:<GiB> (default: this machine's card via nvidia-smi, else a100-80gb).")
+    parser.add_argument("--reward-share", type=float, default=0.1,
+                        help="Share of a generation batch's time grading may take, for the reward-worker count.")
     parser.add_argument("--rehearse", action="store_true",
                         help="Resolve the recipe's model, dataset and reward endpoint, then run ONE real step of the "
                         "recipe on CPU with the tiny model and 4 embedded problems (a laptop check of a cluster run).")
@@ -84,18 +93,41 @@ def _launch(cfg: Any, plan: Any) -> int:
     return rc
 
 
+def _resources(cfg: Any, ns: argparse.Namespace, required: bool) -> bool | None:
+    """Print the resource plan; True/False: it fits or not; None: not computable here (only when not required)."""
+    from trainers.config import ConfigError
+    from trainers.plan import plan_run
+    from trainers.plan_inputs import PlanError
+
+    try:
+        plan, text = plan_run(cfg, ns.gpu, ns.reward_share)
+    except PlanError as exc:
+        if required or "context" in str(exc) or "tensor-parallel" in str(exc):
+            raise ConfigError(str(exc)) from None
+        print(f"resource plan: not computed ({exc})", flush=True)
+        return None
+    print(text, flush=True)
+    return plan.fits
+
+
 def _run(ns: argparse.Namespace) -> int:
-    from trainers.config import load_recipe, resolve_recipe_path
+    from trainers.config import ConfigError, load_recipe, resolve_recipe_path
     from trainers.launch import format_plan, in_distributed_launch, make_plan, train
 
     overrides = _overrides(ns)
     cfg = load_recipe(ns.config, overrides)
+    if ns.plan:
+        return 0 if _resources(cfg, ns, required=True) else 1
     recipe = str(resolve_recipe_path(ns.config))
     plan = make_plan(cfg, recipe=recipe, extra_argv=_override_argv(overrides))
     print(format_plan(plan), flush=True)
+    fits = None if in_distributed_launch() else _resources(cfg, ns, required=False)
     if ns.dry_run:
-        print("dry run: nothing loaded or trained.")
-        return 0
+        print("dry run: nothing loaded or trained." + (" The resource plan does NOT fit." if fits is False else ""))
+        return 1 if fits is False else 0
+    if fits is False and not ns.rehearse:
+        raise ConfigError("The resource plan above does not fit the card; nothing was loaded. Use one of its "
+                          "settings that fit, or pass --gpu for the card you actually have.")
     if cfg.num_processes > 1 and not ns.rehearse and not in_distributed_launch():
         return _launch(cfg, plan)
     if ns.rehearse:

@@ -75,6 +75,8 @@ class ERTrainConfig:
         dataset_format: row format of a dataset file (``None``: detected from the rows;
             see ``er_env.data.formats.ADAPTERS``).
         template: prompt template name (``None``: the task's default).
+        max_prompt_tokens: the longest prompt the resource plan budgets for
+            (``er train --plan``: activations, KV cache, context checks).
 
     > Parameters that control the budgets and rollouts
 
@@ -132,6 +134,8 @@ class ERTrainConfig:
         "help": "Row format of a dataset file (math, codeforces, leetcode, deepcoder, lcb, problem, ...; "
                 "default: detected)."})
     template: str | None = field(default=None, metadata={"help": "Prompt template name (default: per task)."})
+    max_prompt_tokens: int = field(default=1024, metadata={
+        "help": "Longest prompt in tokens that the resource plan (er train --plan) budgets for."})
     think_budget_tokens: int = field(default=1024, metadata={"help": "Thinking budget t in tokens (paper: 1024)."})
     solution_budget_tokens: int = field(default=1024, metadata={"help": "Solution budget s in tokens (paper: 1024)."})
     train_forced_token: bool = field(default=False, metadata={"help": "Train on forced </think> tokens (env_mask 1)."})
@@ -167,7 +171,7 @@ class ERTrainConfig:
             raise ConfigError(f"model is required (a hub name, a local path or 'tiny'), got {self.model!r}.")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset is required (e.g. 'embedded:math' or a .jsonl path), got {self.dataset!r}.")
-        for name in ("think_budget_tokens", "solution_budget_tokens", "group_size", "hf_batch_size", "num_processes",
+        for name in ("max_prompt_tokens", "think_budget_tokens", "solution_budget_tokens", "group_size", "hf_batch_size", "num_processes",
                      "num_machines", "main_process_port", "reward_concurrency", "rendezvous_timeout_s"):
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
