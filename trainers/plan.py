@@ -97,7 +97,7 @@ class PlanSettings:
 
     @property
     def sequence_tokens(self) -> int:
-        """prompt + t + 1 (a forced ``</think>``) + s."""
+        """Tokens of one sequence: prompt + t + 1 (a forced ``</think>``) + s."""
         return self.prompt_tokens + self.think_tokens + 1 + self.solution_tokens
 
     @property
@@ -424,7 +424,8 @@ def format_resource_plan(plan: Plan, source: str = "", fixes: list[str] | None =
         rate = JUDGE_RATES.get(s.task, JUDGE_RATES["code"])
         out.append(f"  rewards:   generation batch ~{plan.step_seconds:.0f} s (estimate: decode at "
                    f"{DECODE_BANDWIDTH_EFFICIENCY:.0%} of HBM bandwidth, training at {TRAIN_MFU:.0%} MFU); "
-                   f"{plan.reward_workers} {"judge" if s.task == "code" else "math-checker"} worker{"s" if plan.reward_workers != 1 else ""} at "
+                   f"{plan.reward_workers} {'judge' if s.task == 'code' else 'math-checker'} "
+                   f"worker{'s' if plan.reward_workers != 1 else ''} at "
                    f"{rate:g}/s each (benchmarks/RESULTS.md) keep grading under {plan.reward_share:.0%} of it")
     if fixes:
         out.append("  settings that fit (each recomputed):")
