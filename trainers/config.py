@@ -172,7 +172,8 @@ class ERTrainConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset is required (e.g. 'embedded:math' or a .jsonl path), got {self.dataset!r}.")
         for name in ("max_prompt_tokens", "think_budget_tokens", "solution_budget_tokens", "group_size",
-                     "hf_batch_size", "num_processes", "num_machines", "main_process_port", "reward_concurrency", "rendezvous_timeout_s"):
+                     "hf_batch_size", "num_processes", "num_machines", "main_process_port", "reward_concurrency",
+                     "rendezvous_timeout_s"):
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
             _positive_int("dataset_limit", self.dataset_limit)
