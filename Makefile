@@ -61,7 +61,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) $(DROP_SITE_TESTS)
 	@# CPU torch first (a local wheel here), so nothing pulls multi-GB CUDA wheels
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
-	@$(PY) -m pip install -q -e '.[dev,openenv,skyrl]' $(QUIET)
+	@$(PY) -m pip install -q -e '.[dev,openenv,skyrl,plan]' $(QUIET)
 	@touch $(STAMP)
 
 $(VERL_STAMP): pyproject.toml Makefile

@@ -216,6 +216,13 @@ def part_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
     sampling = SamplingConfig(temperature=0.6, top_p=0.95, seed=0)
     out: dict[str, Any] = {"size": size, "parameters": params, "dtype": str(dtype), "batch": batch, "tokens": length,
                            "vocab_rows": model.config.vocab_size}
+    from trainers.plan import hf_generation_bytes
+    from trainers.plan_inputs import ModelShape
+
+    shape = ModelShape.from_config(model.config.to_dict())
+    longest = max(len(p) for p in prompts) + length
+    # the planner's number beside torch.cuda.max_memory_allocated (compare them the first time a GPU is lent)
+    out["planned_peak_gib"] = hf_generation_bytes(shape, batch, longest, 2 if dtype == torch.bfloat16 else 4) / 2**30
     for label, budget in (("binding", Budget(think=length // 2, solution=length // 2)),
                           ("non_binding", Budget(think=None, solution=None, max_tokens=length))):
         if ctx["device"].startswith("cuda"):

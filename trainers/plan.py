@@ -42,8 +42,8 @@ from typing import Any
 
 from trainers.plan_inputs import DTYPE_BYTES, GPU, Engine, ModelShape, PlanError
 
-__all__ = ["JUDGE_RATES", "Plan", "PlanSettings", "compute_plan", "format_resource_plan", "model_state_bytes",
-           "settings_from_config"]
+__all__ = ["JUDGE_RATES", "Plan", "PlanSettings", "compute_plan", "format_resource_plan", "hf_generation_bytes",
+           "model_state_bytes", "plan_run", "settings_from_config", "suggest_fixes"]
 
 GiB = 2**30
 #: CUDA context, cuBLAS workspaces and NCCL communicators per process (an allowance, not measured here)
@@ -189,6 +189,13 @@ def vocab_peak_bytes(shape: ModelShape, scored_tokens: int, act: int, weight_byt
     hidden = scored_tokens * shape.hidden_size * (4 + act)
     tiles = 2 * min(LOGIT_TILE, scored_tokens * 32768) * act
     return head + hidden + tiles + 7 * 4 * scored_tokens
+
+
+def hf_generation_bytes(shape: ModelShape, batch: int, tokens: int, dtype_bytes: int = 2) -> int:
+    """An HF ``generate`` of ``batch`` sequences of ``tokens`` (prompt + new): weights, full KV cache, fp32 logits."""
+    weights = shape.parameters * dtype_bytes
+    kv = batch * tokens * shape.kv_bytes_per_token(1, dtype_bytes)
+    return weights + kv + 2 * batch * shape.vocab_size * 4
 
 
 def reference_bytes(shape: ModelShape, engine: Engine, gpus: int, weight_bytes: int) -> int:
@@ -346,8 +353,8 @@ def compute_plan(shape: ModelShape, s: PlanSettings, engine: Engine, gpu: GPU, r
         if vllm.kv_tokens < s.sequence_tokens:
             where = "grpo.vllm_gpu_memory_utilization" if s.vllm_mode == "colocate" else "the server's share"
             problems.append(f"vLLM's KV cache ({_gib(vllm.kv_cache)}) holds {vllm.kv_tokens} tokens, less than one "
-                            f"{s.sequence_tokens}-token sequence: vLLM would refuse to start; raise {where} or the "
-                            "tensor-parallel size")
+                            f"{s.sequence_tokens}-token sequence: vLLM would refuse to start; raise {where} (or use "
+                            "vllm_mode: server with tensor parallelism)")
         if s.vllm_mode == "colocate":
             generation += vllm.budget
             training += VLLM_SLEEP_RESIDUE if s.sleep_mode else vllm.budget

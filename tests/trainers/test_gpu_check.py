@@ -34,6 +34,7 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     tp = parts["throughput_1p5b"]
     assert tp["vocab_rows"] == 151936 and tp["binding"]["forced_think_end"] > 0
     assert tp["non_binding"]["forced_think_end"] == 0
+    assert tp["planned_peak_gib"] > 0  # the planner's number, beside the measured peak on a GPU
 
 
 def test_the_real_shape_is_deepscaler_1p5b():
