@@ -97,15 +97,17 @@ def _resources(cfg: Any, ns: argparse.Namespace, required: bool) -> bool | None:
     """Print the resource plan; True/False: it fits or not; None: not computable here (only when not required)."""
     from trainers.config import ConfigError
     from trainers.plan import plan_run
-    from trainers.plan_inputs import PlanError
+    from trainers.plan_inputs import ConfigJSONMissing, PlanError
 
     try:
         plan, text = plan_run(cfg, ns.gpu, ns.reward_share)
-    except PlanError as exc:
-        if required or "context" in str(exc) or "tensor-parallel" in str(exc):
+    except ConfigJSONMissing as exc:  # a run downloads the model later; --plan needs it now
+        if required:
             raise ConfigError(str(exc)) from None
         print(f"resource plan: not computed ({exc})", flush=True)
         return None
+    except PlanError as exc:
+        raise ConfigError(str(exc)) from None
     print(text, flush=True)
     return plan.fits
 

@@ -21,14 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["DTYPE_BYTES", "Engine", "GPU", "GPUS", "ModelShape", "PlanError", "find_config_json", "parse_gpu",
-           "read_engine"]
+__all__ = ["DTYPE_BYTES", "GPU", "GPUS", "ConfigJSONMissing", "Engine", "ModelShape", "PlanError", "find_config_json",
+           "load_config_json", "parse_gpu", "read_engine"]
 
 GiB = 2**30
 
 
 class PlanError(ValueError):
     """A plan cannot be computed from these inputs; the message names the field and the fix."""
+
+
+class ConfigJSONMissing(PlanError):
+    """The model's ``config.json`` is not available here (not a local checkpoint, not in the HF cache)."""
 
 
 #: bytes per element of the dtypes a checkpoint or ``model_init_kwargs`` may name
@@ -165,21 +169,23 @@ def find_config_json(model: str) -> Path:
     if path.is_dir():
         if (path / "config.json").is_file():
             return path / "config.json"
-        raise PlanError(f"model {model!r} is a directory without config.json; point model at a checkpoint.")
+        raise ConfigJSONMissing(f"model {model!r} is a directory without config.json; point model at a checkpoint.")
     if path.is_file() and path.name.endswith(".json"):
         return path
+    if model.count("/") > 1 or model.startswith((".", "/", "~")):
+        raise ConfigJSONMissing(f"model {model!r} looks like a local path but holds no config.json yet; build or "
+                                "copy the checkpoint there first.")
     try:
         from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with the [train] extra
-        cached = None
-    else:
+
         cached = try_to_load_from_cache(model, "config.json")
+    except (ImportError, ValueError):  # no huggingface_hub, or not a valid repo id
+        cached = None
     if isinstance(cached, str):
         return Path(cached)
-    raise PlanError(f"model {model!r}: its config.json is neither a local file nor in the Hugging Face cache. Fetch "
-                    f"that one small file (no weights): huggingface-cli download {model} config.json, or set model "
-                    "to a local checkpoint directory.")
-
+    raise ConfigJSONMissing(f"model {model!r}: its config.json is neither a local file nor in the Hugging Face "
+                            f"cache. Fetch that one small file (no weights): huggingface-cli download {model} "
+                            "config.json, or set model to a local checkpoint directory.")
 
 @dataclass(frozen=True)
 class GPU:
