@@ -176,3 +176,13 @@ def test_engines_from_the_shipped_accelerate_configs():
     assert read_engine(str(acc / "fsdp.yaml"), 8).kind == "fsdp"
     assert read_engine(None, 1).kind == "single" and read_engine(None, 2).kind == "ddp"
     assert json.loads(json.dumps(SHAPES))  # the shapes are plain config.json data
+
+
+def test_a_run_that_does_not_fit_is_refused_before_loading(tmp_path):
+    model = write_shape(tmp_path, "r1-distill-qwen-1.5b")  # config.json only: loading weights would fail loudly
+    out = subprocess.run([sys.executable, "-m", "er_cli", "train", "--config", "tiny_cpu", "--model", str(model),
+                          "--output-dir", str(tmp_path / "run"), "--gpu", "custom:4"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "DOES NOT FIT" in out.stdout, out.stdout + out.stderr
+    assert "does not fit the card; nothing was loaded" in out.stderr
+    assert not (tmp_path / "run").exists()
