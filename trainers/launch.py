@@ -270,7 +270,10 @@ def make_plan(cfg: ERTrainConfig, recipe: str | None = None, extra_argv: Sequenc
     kwargs = grpo_kwargs(cfg)
     if cfg.num_processes == 1 or in_distributed_launch():
         try:  # GRPOConfig's own checks need the real process count, so only where it is known
-            build_grpo_args(cfg)
+            import torch  # a GPU recipe planned on a machine without one: check it as on CPU (bf16 is valid there)
+
+            gpu = cfg.grpo.get("use_cpu") or torch.cuda.is_available()
+            build_grpo_args(cfg if gpu else ERTrainConfig(**{**cfg.to_dict(), "grpo": {**cfg.grpo, "use_cpu": True}}))
         except ValueError as exc:
             raise ConfigError(f"trl.GRPOConfig rejected the settings: {exc}") from None
     plan = TrainPlan(cfg, model, model_note, dataset_note, reward_note, kwargs,
