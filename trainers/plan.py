@@ -133,8 +133,7 @@ def settings_from_config(cfg: Any, shape: ModelShape, task: str) -> PlanSettings
         use_cpu=bool(g.get("use_cpu", False)))
 
 
-def model_state_bytes(shape: ModelShape, engine: Engine, gpus: int, train_dtype_bytes: int = 2,
-                      gpus_per_node: int | None = None) -> int:
+def model_state_bytes(shape: ModelShape, engine: Engine, gpus: int, train_dtype_bytes: int = 2) -> int:
     """Parameters, gradients and optimizer states per GPU, as the engine keeps them.
 
     DeepSpeed: the counts of its own estimators (``estimate_zero3_model_states_mem_needs``,
@@ -350,11 +349,16 @@ def compute_plan(shape: ModelShape, s: PlanSettings, engine: Engine, gpu: GPU, r
     generation = persistent
     if s.backend == "vllm":
         vllm = _vllm(shape, s, gpu, colocate=s.vllm_mode == "colocate")
-        if vllm.kv_tokens < s.sequence_tokens:
+        # vLLM refuses to start unless its KV cache holds one sequence of max_model_len (TRL: the model's context
+        # when grpo.vllm_max_model_length is unset)
+        max_len = s.max_model_length or shape.max_position_embeddings
+        if vllm.kv_tokens < max_len:
             where = "grpo.vllm_gpu_memory_utilization" if s.vllm_mode == "colocate" else "the server's share"
-            problems.append(f"vLLM's KV cache ({_gib(vllm.kv_cache)}) holds {vllm.kv_tokens} tokens, less than one "
-                            f"{s.sequence_tokens}-token sequence: vLLM would refuse to start; raise {where} (or use "
-                            "vllm_mode: server with tensor parallelism)")
+            unset = "" if s.max_model_length else (f" (grpo.vllm_max_model_length is unset, so it is the model's "
+                                                   f"context; set it to {s.sequence_tokens} or a little more)")
+            problems.append(f"vLLM's KV cache ({_gib(vllm.kv_cache)}) holds {vllm.kv_tokens:,} tokens, less than one "
+                            f"max_model_len sequence of {max_len:,}{unset}: vLLM would refuse to start; raise {where} "
+                            "(or use vllm_mode: server with tensor parallelism)")
         if s.vllm_mode == "colocate":
             generation += vllm.budget
             training += VLLM_SLEEP_RESIDUE if s.sleep_mode else vllm.budget

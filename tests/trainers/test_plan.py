@@ -186,3 +186,11 @@ def test_a_run_that_does_not_fit_is_refused_before_loading(tmp_path):
     assert out.returncode != 0 and "DOES NOT FIT" in out.stdout, out.stdout + out.stderr
     assert "does not fit the card; nothing was loaded" in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_unset_vllm_max_model_length_means_the_models_context(tmp_path):
+    model = write_shape(tmp_path, "r1-distill-qwen-14b")
+    cfg = load_recipe("e1_code_14b", {"model": str(model), "grpo": {"vllm_max_model_length": None}})
+    plan, _ = plan_run(cfg, "h100-80gb")
+    assert not plan.fits and "max_model_len sequence of 131,072" in plan.problems[0]
+    assert "set it to 4097" in plan.problems[0]
