@@ -194,3 +194,21 @@ def test_unset_vllm_max_model_length_means_the_models_context(tmp_path):
     plan, _ = plan_run(cfg, "h100-80gb")
     assert not plan.fits and "max_model_len sequence of 131,072" in plan.problems[0]
     assert "set it to 4097" in plan.problems[0]
+
+
+def test_fixes_for_activations_and_optimizer_states():
+    from trainers.plan import PlanSettings, suggest_fixes
+
+    shape, gpu = _shape("r1-distill-qwen-7b"), parse_gpu("a100-80gb")
+    s = PlanSettings(num_processes=8, micro_batch=8, grad_accum=8, steps_per_generation=16,
+                     gradient_checkpointing=False, backend="hf")
+    zero2 = Engine("zero", zero_stage=2)
+    assert not compute_plan(shape, s, zero2, gpu).fits
+    fixes = suggest_fixes(shape, s, zero2, gpu)
+    assert any(f.startswith("grpo.gradient_checkpointing: true") for f in fixes), fixes
+    micro = next(f for f in fixes if f.startswith("grpo.per_device_train_batch_size"))
+    size = int(micro.split(": ")[1].split(",")[0])
+    scale = 8 // size
+    assert compute_plan(shape, dataclasses.replace(s, micro_batch=size, grad_accum=8 * scale,
+                                                   steps_per_generation=16 * scale), zero2, gpu).fits
+    assert "gradient_accumulation_steps: " + str(8 * scale) in micro  # the batches stay the same
