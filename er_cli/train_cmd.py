@@ -6,12 +6,19 @@
 recipe's ``grpo`` mapping. ``--dry-run`` validates and prints the plan (and the
 ``accelerate launch`` command for multi-GPU recipes) without loading weights;
 ``--rehearse`` then runs one real CPU step of the recipe on the tiny model.
+``--resume [latest|PATH]`` continues from a checkpoint (docs/guides/long-runs.md).
+
+Exit status: 0 trained; 143 preempted by SIGTERM, checkpoint written (continue with
+``--resume latest``); 75 the reward service stayed unreachable, checkpoint written;
+1 any other error.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import time
 from typing import Any
 
 from er_cli import add_dataclass_args
@@ -31,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rehearse", action="store_true",
                         help="Resolve the recipe's model, dataset and reward endpoint, then run ONE real step of the "
                         "recipe on CPU with the tiny model and 4 embedded problems (a laptop check of a cluster run).")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
+                        help="Continue from a checkpoint: 'latest' (the newest complete one in output_dir; the "
+                        "default when the flag has no value) or a checkpoint-<step> folder. The recipe must be the "
+                        "checkpoint's (max_steps, saving and logging may change).")
     add_dataclass_args(parser, ERTrainConfig)
     # only flags given on the command line override the recipe
     names = {f.name for f in dataclasses.fields(ERTrainConfig) if f.init}
@@ -67,16 +78,23 @@ def _override_argv(overrides: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _launch(cfg: Any, plan: Any) -> int:
+def _launch(cfg: Any, plan: Any, resume: str | None = None) -> int:
     """Start this machine's part of a multi-process job and report how it ended."""
     import shlex
     import sys
 
-    from trainers.launch import launch_node
+    from trainers.launch import launch_node, read_stop
 
     cmd = plan.node_commands[cfg.machine_rank] if plan.node_commands else plan.accelerate_command
+    if resume is not None:
+        cmd = [*cmd, "--resume", resume]
     print(f"launching machine_rank {cfg.machine_rank}: {shlex.join(cmd)}", flush=True)
+    started = time.time()
     rc = launch_node(cfg, cmd)
+    stop = read_stop(cfg.output_dir, since=started)
+    if rc != 0 and stop is not None:  # the ranks stopped on purpose, with a checkpoint
+        print(stop["message"], file=sys.stderr, flush=True)
+        return int(stop["exit_status"])
     if rc != 0:
         print(f"er train: the launch on machine_rank {cfg.machine_rank} failed (exit status {rc}): a training "
               "process failed, was killed, or lost a peer (collectives give up after rendezvous_timeout_s="
@@ -86,7 +104,7 @@ def _launch(cfg: Any, plan: Any) -> int:
 
 def _run(ns: argparse.Namespace) -> int:
     from trainers.config import load_recipe, resolve_recipe_path
-    from trainers.launch import format_plan, in_distributed_launch, make_plan, train
+    from trainers.launch import TrainingStopped, format_plan, in_distributed_launch, make_plan, record_stop, train
 
     overrides = _overrides(ns)
     cfg = load_recipe(ns.config, overrides)
@@ -96,15 +114,25 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         print("dry run: nothing loaded or trained.")
         return 0
+    resume = None
+    if ns.resume is not None and not ns.rehearse:  # checked before anything starts or loads
+        from trainers.launch import check_resume
+
+        resume = str(check_resume(cfg, ns.resume).path)
     if cfg.num_processes > 1 and not ns.rehearse and not in_distributed_launch():
-        return _launch(cfg, plan)
+        return _launch(cfg, plan, resume)
     if ns.rehearse:
         from trainers.launch import rehearsal_config
 
         cfg = rehearsal_config(cfg)
         print(f"rehearsal: one CPU step on the tiny model, {cfg.dataset} x {cfg.dataset_limit}, backend "
               f"{cfg.backend}, output {cfg.output_dir}", flush=True)
-    trainer = train(cfg)
+    try:
+        trainer = train(cfg, resume=resume)
+    except TrainingStopped as stop:
+        record_stop(cfg.output_dir, stop)
+        print(stop, file=sys.stderr, flush=True)
+        return stop.exit_status
     state = trainer.state
     last: dict[str, Any] = next((h for h in reversed(state.log_history) if "reward" in h), {})
     print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; output in {cfg.output_dir}")

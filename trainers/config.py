@@ -33,6 +33,8 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 #: training generation backends: ``hf`` (the live policy, CPU fallback) or ``vllm`` (TRL's own vLLM)
 BACKENDS = ("hf", "vllm")
 VLLM_MODES = ("colocate", "server")
+#: what a reward outage past ``reward_retry_s`` does: stop the run with a checkpoint, or drop the groups
+ON_REWARD_OUTAGE = ("fail", "drop")
 
 #: GRPOConfig fields set from ERTrainConfig fields (``grpo`` key -> the field to use instead)
 RESERVED_GRPO_KEYS = {
@@ -102,6 +104,11 @@ class ERTrainConfig:
         on_reward_error: ``record`` (a grader failure gives no reward, logged and counted) or ``raise``.
         reward_concurrency: reward requests in flight at once per process (the async
             client splits a generation batch into ``batch_size`` requests).
+        reward_retry_s: how long completions whose reward service cannot be reached are
+            sent again (exponential backoff) before ``on_reward_outage`` applies.
+        on_reward_outage: ``fail`` (write a checkpoint of the last finished step and exit
+            75, naming the endpoint) or ``drop`` (leave the groups with unscored
+            completions out of the step, counted as ``er/dropped_groups``).
 
     > Parameters that control the launch
 
@@ -149,6 +156,11 @@ class ERTrainConfig:
     on_reward_error: str = field(default="record", metadata={
         "help": "On grader failure: record (no reward for it, logged and counted) or raise."})
     reward_concurrency: int = field(default=16, metadata={"help": "Reward requests in flight at once (per process)."})
+    reward_retry_s: float = field(default=300.0, metadata={
+        "help": "Seconds to keep re-sending completions whose reward service is unreachable (then on_reward_outage)."})
+    on_reward_outage: str = field(default="fail", metadata={
+        "help": "Reward service still unreachable after reward_retry_s: fail (checkpoint, exit 75) or drop (the "
+                "affected groups leave the step)."})
     output_dir: str = field(default="runs/er-grpo", metadata={"help": "Checkpoints and logs directory."})
     num_processes: int = field(default=1, metadata={"help": "Processes (GPUs); > 1 needs accelerate launch."})
     accelerate_config: str | None = field(default=None, metadata={"help": "Accelerate YAML for multi-GPU runs."})
@@ -195,6 +207,11 @@ class ERTrainConfig:
         if self.on_reward_error not in ON_REWARD_ERROR:
             raise ConfigError(f"on_reward_error must be one of {ON_REWARD_ERROR}, got {self.on_reward_error!r} "
                               "(the same values as er_env.rewards, rollouts and environments).")
+        retry = self.reward_retry_s
+        if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 <= retry < math.inf:
+            raise ConfigError(f"reward_retry_s must be a number of seconds >= 0, got {retry!r}.")
+        if self.on_reward_outage not in ON_REWARD_OUTAGE:
+            raise ConfigError(f"on_reward_outage must be one of {ON_REWARD_OUTAGE}, got {self.on_reward_outage!r}.")
         if self.reward_endpoint is not None and not str(self.reward_endpoint).startswith(("http://", "https://")):
             raise ConfigError(f"reward_endpoint must be an http(s) URL or null, got {self.reward_endpoint!r}.")
         if isinstance(self.extra_rewards, str):

@@ -228,6 +228,11 @@ class _RecordingReward:
         self.inner, self.rec = inner, rec
         self.__name__ = inner.__name__
 
+    def __getattr__(self, name: str) -> Any:  # the inner function's call report (last_errors, reset_call...)
+        if name.startswith("__") or name in ("inner", "rec"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     async def __call__(self, prompts: Any, completions: Any, completion_ids: Any = None, **kwargs: Any) -> Any:
         from trainers.rollout import TEXT_FIELD
 
@@ -271,4 +276,6 @@ def install_rank_records(cfg: ERTrainConfig, rollout: Any, reward_funcs: list[An
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             (rec.dir / f"rank{rank}.log.json").write_text(json.dumps(state.log_history, default=str))
 
-    return _recording_rollout(rollout, rec), [_RecordingReward(f, rec) for f in reward_funcs], RankRecords()
+    callback = RankRecords()
+    callback.recorder = rec
+    return _recording_rollout(rollout, rec), [_RecordingReward(f, rec) for f in reward_funcs], callback

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +37,7 @@ from trainers.config import ConfigError, ERTrainConfig
 
 __all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "check_model_fits", "format_plan", "grpo_kwargs",
            "in_distributed_launch", "launch_node", "load_training_problems", "make_plan", "node_commands", "preflight",
-           "rehearsal_config", "resolve_model", "train", "vllm_missing"]
+           "rehearsal_config", "resolve_model", "train", "vllm_missing", "TrainingStopped", "check_resume"]
 
 TINY = "tiny"
 
@@ -366,7 +369,7 @@ def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_leng
                           "shorten/limit the prompts, or raise the context length.")
 
 
-def build_trainer(cfg: ERTrainConfig) -> Any:
+def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
     """A ready ``trl.GRPOTrainer`` with Elastic Reasoning rollouts and rewards (loads weights).
 
     Everything that can be checked without weights is checked first (:func:`preflight`,
@@ -374,16 +377,21 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     (colocate) or connects to ``trl vllm-serve`` (server), and
     :func:`trainers.vllm_rollout.install_weight_sync` adapts TRL's weight sync to vLLM >= 0.32.
 
+    The trainer is :func:`trainers.resilience.trainer_class` (complete-or-absent
+    checkpoints, exact resume, grader-error exclusion, reward outages); ``preemption``
+    (a :class:`trainers.resilience.Preemption`) makes SIGTERM end the run at the next
+    step end with a checkpoint.
+
     Raises:
         ConfigError: see :func:`make_plan`, :func:`preflight` and :func:`check_model_fits`.
 
     """
     from transformers import AutoTokenizer
-    from trl import GRPOTrainer
 
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
     from er_env.data.templates import render_prompt
+    from trainers.resilience import Preemption, ResilienceCallback, trainer_class
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
 
@@ -409,10 +417,12 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     check_model_fits(cfg, model, tokenizer, [len(render_prompt(p, tokenizer, cfg.template)[1]) for p in problems])
     client = {"max_concurrency": cfg.reward_concurrency}
     reward_funcs: list[Any] = [
-        make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client)
+        make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client,
+                         retry_s=cfg.reward_retry_s)
         for task in sorted({p.task for p in problems})]
     reward_funcs += _extra_rewards(cfg, sorted({p.task for p in problems}))
-    callbacks: list[Any] = []
+    resilience = ResilienceCallback(preemption or Preemption())
+    callbacks: list[Any] = [resilience]
     rollout_func: Any = rollout
     if cfg.record_ranks:
         from trainers.distributed import install_rank_records
@@ -421,9 +431,11 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
         callbacks.append(recorder)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
-        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
-                              train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
-                              rollout_func=rollout_func, callbacks=callbacks or None)
+        trainer = trainer_class()(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
+                                  train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
+                                  rollout_func=rollout_func, callbacks=callbacks)
+    trainer.er_config, trainer.er_rollout, trainer.er_resilience = cfg, rollout, resilience
+    trainer.er_recorder = getattr(callbacks[-1], "recorder", None)
     for callback in callbacks:
         callback.trainer = trainer
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -504,22 +516,135 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
             Path(cfg.output_dir).name + "-rehearsal")), grpo=grpo)
 
 
-def train(cfg: ERTrainConfig) -> Any:
-    """Build the trainer and train.
+class TrainingStopped(RuntimeError):
+    """The run stopped early with a checkpoint; ``exit_status`` is what ``er train`` exits with.
+
+    Attributes:
+        exit_status: :data:`trainers.resilience.EXIT_PREEMPTED` or :data:`trainers.resilience.EXIT_REWARD_OUTAGE`.
+        checkpoint: the checkpoint to resume from.
+        trainer: the trainer (its state and log history up to the stop).
+
+    """
+
+    def __init__(self, message: str, exit_status: int, checkpoint: str | None, trainer: Any) -> None:
+        super().__init__(message)
+        self.exit_status, self.checkpoint, self.trainer = exit_status, checkpoint, trainer
+
+
+#: written by rank 0 of a run that stopped on purpose (preempted, reward outage): read by the launching process
+STOP_FILE = "er_stop.json"
+
+
+def record_stop(output_dir: str, stop: TrainingStopped) -> None:
+    """Rank 0 notes why the run stopped (the launching process maps it to ``er train``'s exit status)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / STOP_FILE).write_text(json.dumps({"exit_status": stop.exit_status, "message": str(stop),
+                                                          "checkpoint": stop.checkpoint, "time": time.time()}))
+
+
+def read_stop(output_dir: str, since: float) -> dict[str, Any] | None:
+    """The stop note rank 0 wrote after ``since`` (a ``time.time()``), if any."""
+    try:
+        stop = json.loads((Path(output_dir) / STOP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return stop if float(stop.get("time", 0)) >= since else None
+
+
+def check_resume(cfg: ERTrainConfig, resume: str) -> Any:
+    """The checkpoint ``--resume`` names, checked against ``cfg`` (nothing is loaded).
+
+    Returns:
+        The :class:`trainers.checkpoints.Checkpoint`.
+
+    Raises:
+        ConfigError: no complete checkpoint, or one of another recipe or world size.
+
+    """
+    from trainers.checkpoints import check_resumable, resolve_resume
+
+    ckpt = resolve_resume(resume, cfg.output_dir)
+    for note in check_resumable(ckpt, cfg):
+        print(f"er train: {note}", flush=True)
+    return ckpt
+
+
+def _restore_run_state(trainer: Any, ckpt: Any) -> None:
+    """What HF does not restore: the rollout's call count (sampling seeds) and this rank's records."""
+    trainer.er_rollout.calls = int(ckpt.manifest.get("state", {}).get("rollout_calls", 0))
+    rec = trainer.er_recorder
+    if rec is None:
+        return
+    offset_file = ckpt.path / f"er_rank{trainer.accelerator.process_index}.json"
+    if offset_file.is_file() and rec.path.exists():
+        offset = int(json.loads(offset_file.read_text())["records_bytes"])
+        with open(rec.path, "r+b") as fh:  # records written after the checkpoint are replayed by the resumed run
+            dropped = fh.read()[offset:].count(b"\n")
+            fh.truncate(offset)
+        rec.write("resume", step=ckpt.step, checkpoint=str(ckpt.path), dropped_records=dropped)
+
+
+def _checkpoint_after_failure(trainer: Any) -> str:
+    """A checkpoint of the last finished step, written while a step is abandoned (all ranks call this)."""
+    from trainers.checkpoints import read_manifest
+    from trainers.resilience import _rng_restore
+
+    folder = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+    if read_manifest(folder)[0] is not None:
+        return str(folder)
+    cb = trainer.er_resilience
+    if cb.rng_at_step_start is not None:  # the RNG as the abandoned step found it
+        _rng_restore(cb.rng_at_step_start)
+    if cb.rollout_calls_at_step_start is not None:
+        trainer.er_rollout.calls = cb.rollout_calls_at_step_start
+    trainer._save_checkpoint(trainer.model, None)
+    return str(folder)
+
+
+def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
+    """Build the trainer and train (from a checkpoint with ``resume``: ``"latest"`` or a folder).
+
+    SIGTERM ends the run at the end of the current step with a checkpoint; a reward
+    service that stays unreachable (``on_reward_outage: fail``) ends it with a
+    checkpoint of the last finished step. Both raise :class:`TrainingStopped`.
 
     Returns:
         The trainer after ``train()`` (``trainer.state.log_history`` holds the metrics).
 
     Raises:
-        ConfigError: a multi-process config started without ``accelerate launch``.
+        ConfigError: a multi-process config started without ``accelerate launch``, or a
+            ``resume`` that is not a complete checkpoint of this recipe.
+        TrainingStopped: preempted (SIGTERM) or a reward outage, after the checkpoint is written.
 
     """
+    from trainers.resilience import EXIT_PREEMPTED, EXIT_REWARD_OUTAGE, Preemption, RewardServiceDown
+
     if cfg.num_processes > 1 and not in_distributed_launch():
         cmd = _accelerate_command(cfg, "RECIPE.yaml", ())
         raise ConfigError(f"num_processes={cfg.num_processes} must be started with accelerate: "
                           f"{shlex.join(cmd or [])} (er train --dry-run prints the exact command).")
-    trainer = build_trainer(cfg)
-    trainer.train()
+    ckpt = check_resume(cfg, resume) if resume else None
+    preemption = Preemption().install()
+    trainer = build_trainer(cfg, preemption)
+    if ckpt is not None:
+        _restore_run_state(trainer, ckpt)
+        print(f"er train: resuming from {ckpt.path} (step {ckpt.step})", flush=True)
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt.path) if ckpt is not None else None)
+    except RewardServiceDown as exc:
+        path = _checkpoint_after_failure(trainer)
+        raise TrainingStopped(f"er train: {exc}. Checkpoint of step {trainer.state.global_step}: {path}; once the "
+                              "service is back, continue with --resume latest (or set on_reward_outage: drop).",
+                              EXIT_REWARD_OUTAGE, path, trainer) from exc
+    if trainer.er_resilience.preempted_at_step is not None:
+        step = trainer.er_resilience.preempted_at_step
+        path = str(Path(cfg.output_dir) / f"checkpoint-{step}")
+        waited = time.monotonic() - (preemption.requested_at or time.monotonic())
+        raise TrainingStopped(f"er train: preempted (SIGTERM) at step {step}; checkpoint {path} written "
+                              f"{waited:.1f} s after the signal; continue with --resume latest.",
+                              EXIT_PREEMPTED, path, trainer)
     return trainer
 
 
@@ -549,4 +674,17 @@ def launch_node(cfg: ERTrainConfig, command: Sequence[str], *, env: dict[str, st
     wait_for_main_process(cfg)
     if list(command[:2]) != ["accelerate", "launch"]:
         raise ConfigError(f"not an accelerate launch command: {shlex.join(command)}")
-    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *command[2:]], env=env).returncode
+    proc = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", *command[2:]], env=env)
+
+    def forward(signum: int, frame: Any) -> None:  # torchrun passes SIGTERM on to every training process
+        proc.send_signal(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        return proc.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
