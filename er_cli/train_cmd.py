@@ -83,7 +83,8 @@ def _launch(cfg: Any, plan: Any, resume: str | None = None) -> int:
     import shlex
     import sys
 
-    from trainers.launch import launch_node, read_stop
+    from trainers.launch import launch_node
+    from trainers.resilience import read_stop
 
     cmd = plan.node_commands[cfg.machine_rank] if plan.node_commands else plan.accelerate_command
     if resume is not None:
@@ -104,7 +105,8 @@ def _launch(cfg: Any, plan: Any, resume: str | None = None) -> int:
 
 def _run(ns: argparse.Namespace) -> int:
     from trainers.config import load_recipe, resolve_recipe_path
-    from trainers.launch import TrainingStopped, format_plan, in_distributed_launch, make_plan, record_stop, train
+    from trainers.launch import format_plan, in_distributed_launch, make_plan, train
+    from trainers.resilience import TrainingStopped, record_stop
 
     overrides = _overrides(ns)
     cfg = load_recipe(ns.config, overrides)
@@ -116,7 +118,7 @@ def _run(ns: argparse.Namespace) -> int:
         return 0
     resume = None
     if ns.resume is not None and not ns.rehearse:  # checked before anything starts or loads
-        from trainers.launch import check_resume
+        from trainers.checkpoints import check_resume
 
         resume = str(check_resume(cfg, ns.resume).path)
     if cfg.num_processes > 1 and not ns.rehearse and not in_distributed_launch():

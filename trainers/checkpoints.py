@@ -36,8 +36,8 @@ from typing import Any
 from trainers.config import ConfigError, ERTrainConfig
 
 __all__ = ["CHANGEABLE_FIELDS", "CHANGEABLE_GRPO_KEYS", "MANIFEST", "Checkpoint", "check_resumable",
-           "checkpoint_dirs", "complete_checkpoints", "read_manifest", "resolve_resume", "resume_fingerprint",
-           "rotate", "write_manifest"]
+           "check_resume", "checkpoint_dirs", "complete_checkpoints", "read_manifest", "resolve_resume",
+           "resume_fingerprint", "rotate", "write_manifest"]
 
 #: the file whose presence (with matching file sizes) makes a checkpoint complete
 MANIFEST = "er_checkpoint.json"
@@ -244,3 +244,19 @@ def rotate(output_dir: str | Path, save_total_limit: int | None, keep: Path | No
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
+
+
+def check_resume(cfg: ERTrainConfig, resume: str) -> Any:
+    """The checkpoint ``--resume`` names, checked against ``cfg`` (nothing is loaded).
+
+    Returns:
+        The :class:`trainers.checkpoints.Checkpoint`.
+
+    Raises:
+        ConfigError: no complete checkpoint, or one of another recipe or world size.
+
+    """
+    ckpt = resolve_resume(resume, cfg.output_dir)
+    for note in check_resumable(ckpt, cfg):
+        print(f"er train: {note}", flush=True)
+    return ckpt

@@ -77,6 +77,10 @@ class ERTrainConfig:
         dataset_format: row format of a dataset file (``None``: detected from the rows;
             see ``er_env.data.formats.ADAPTERS``).
         template: prompt template name (``None``: the task's default).
+        on_bad_problem: a problem that cannot be trained on (no gold answer, malformed
+            tests, a prompt that cannot be rendered or does not fit the context with the
+            budgets): ``refuse`` (the run does not start; ids and reasons listed) or
+            ``skip`` (it leaves the training set, reported with its id and reason).
 
     > Parameters that control the budgets and rollouts
 
@@ -139,6 +143,8 @@ class ERTrainConfig:
         "help": "Row format of a dataset file (math, codeforces, leetcode, deepcoder, lcb, problem, ...; "
                 "default: detected)."})
     template: str | None = field(default=None, metadata={"help": "Prompt template name (default: per task)."})
+    on_bad_problem: str = field(default="refuse", metadata={
+        "help": "A problem that cannot be trained on (no answer, malformed tests, prompt too long): refuse or skip."})
     think_budget_tokens: int = field(default=1024, metadata={"help": "Thinking budget t in tokens (paper: 1024)."})
     solution_budget_tokens: int = field(default=1024, metadata={"help": "Solution budget s in tokens (paper: 1024)."})
     train_forced_token: bool = field(default=False, metadata={"help": "Train on forced </think> tokens (env_mask 1)."})
@@ -210,6 +216,8 @@ class ERTrainConfig:
         retry = self.reward_retry_s
         if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 <= retry < math.inf:
             raise ConfigError(f"reward_retry_s must be a number of seconds >= 0, got {retry!r}.")
+        if self.on_bad_problem not in ("refuse", "skip"):
+            raise ConfigError(f"on_bad_problem must be 'refuse' or 'skip', got {self.on_bad_problem!r}.")
         if self.on_reward_outage not in ON_REWARD_OUTAGE:
             raise ConfigError(f"on_reward_outage must be one of {ON_REWARD_OUTAGE}, got {self.on_reward_outage!r}.")
         if self.reward_endpoint is not None and not str(self.reward_endpoint).startswith(("http://", "https://")):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import shlex
 import signal
@@ -37,7 +36,7 @@ from trainers.config import ConfigError, ERTrainConfig
 
 __all__ = ["TrainPlan", "build_grpo_args", "build_trainer", "check_model_fits", "format_plan", "grpo_kwargs",
            "in_distributed_launch", "launch_node", "load_training_problems", "make_plan", "node_commands", "preflight",
-           "rehearsal_config", "resolve_model", "train", "vllm_missing", "TrainingStopped", "check_resume"]
+           "rehearsal_config", "resolve_model", "train", "vllm_missing"]
 
 TINY = "tiny"
 
@@ -112,18 +111,24 @@ def _configs(cfg: ERTrainConfig) -> list[str | None]:
     return [c.strip() for c in cfg.dataset_config.split(",") if c.strip()]
 
 
-def load_training_problems(cfg: ERTrainConfig) -> list[Any]:
+def load_training_problems(cfg: ERTrainConfig, on_bad_row: str | None = None) -> list[Any]:
     """Load the training problems (several hub subsets: ``dataset_config: "a,b"``).
+
+    Args:
+        cfg: the config.
+        on_bad_row: ``"raise"`` or ``"warn"`` (skip) for rows that do not load (default: the loader's).
 
     Raises:
         DatasetNotFound: unknown dataset, split or subset.
+        ProblemError: a malformed row with ``on_bad_row="raise"``.
 
     """
     from er_env.data import load_problems
 
     problems: list[Any] = []
     for config in _configs(cfg):
-        problems += load_problems(cfg.dataset, split=cfg.dataset_split, config=config, format=cfg.dataset_format)
+        problems += load_problems(cfg.dataset, split=cfg.dataset_split, config=config, format=cfg.dataset_format,
+                                  on_bad_row=on_bad_row)
     return problems[: cfg.dataset_limit] if cfg.dataset_limit else problems
 
 
@@ -340,6 +345,15 @@ def preflight(cfg: ERTrainConfig) -> None:
         raise ConfigError(f"{note}. {problem}. Nothing was loaded.")
 
 
+def _context_limit(cfg: ERTrainConfig, model: str) -> int | None:
+    """The context a prompt and its budgets must fit: the model's, or vLLM's when smaller."""
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    vllm_len = cfg.grpo.get("vllm_max_model_length") if cfg.backend == "vllm" else None
+    return min(x for x in (context, vllm_len) if x) if (context or vllm_len) else None
+
+
 def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_lengths: Sequence[int]) -> None:
     """Checks that need the tokenizer and ``config.json`` only (no weights).
 
@@ -348,17 +362,14 @@ def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_leng
             longest prompt plus ``t + s`` and the forced ``</think>`` exceed the context.
 
     """
-    from transformers import AutoConfig
-
     end_ids = tokenizer.encode("</think>", add_special_tokens=False)
     if cfg.backend == "vllm" and len(end_ids) != 1:
         raise ConfigError(f"The tokenizer of {model!r} spells '</think>' with {len(end_ids)} tokens {end_ids}; under "
                           "backend: vllm the thinking phase stops on one </think> token id (a stop string cuts at text "
                           "boundaries that need not match token boundaries, so the forced-token mask could be wrong). "
                           "Use a tokenizer with a '</think>' special token, or backend: hf.")
-    context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
     vllm_len = cfg.grpo.get("vllm_max_model_length") if cfg.backend == "vllm" else None
-    limit = min(x for x in (context, vllm_len) if x) if (context or vllm_len) else None
+    limit = _context_limit(cfg, model)
     longest = max(prompt_lengths, default=0)
     need = longest + cfg.think_budget_tokens + len(end_ids) + cfg.solution_budget_tokens
     if limit is not None and need > limit:
@@ -390,10 +401,10 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
 
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
-    from er_env.data.templates import render_prompt
     from trainers.resilience import Preemption, ResilienceCallback, trainer_class
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
+    from trainers.screening import apply_policy, screen_problems
 
     preflight(cfg)
     state = None
@@ -406,15 +417,18 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
                     train_forced_token=cfg.train_forced_token)
     sampling = SamplingConfig(temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=cfg.top_k,
                               seed=cfg.seed, logprobs=True)
-    problems = load_training_problems(cfg)
-    rollout = make_rollout_func(problems, budget, sampling, backend=cfg.backend, hf_batch_size=cfg.hf_batch_size,
-                                template=cfg.template)
+    problems = load_training_problems(cfg, on_bad_row="warn" if cfg.on_bad_problem == "skip" else "raise")
     with state.local_main_process_first() if state is not None else contextlib.nullcontext():
         model, _ = resolve_model(cfg, build=True)  # one tiny-model build per machine
     tokenizer = AutoTokenizer.from_pretrained(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    check_model_fits(cfg, model, tokenizer, [len(render_prompt(p, tokenizer, cfg.template)[1]) for p in problems])
+    good, bad, lengths = screen_problems(problems, tokenizer, cfg, _context_limit(cfg, model),
+                                         len(tokenizer.encode("</think>", add_special_tokens=False)))
+    problems = apply_policy(cfg, good, bad)
+    check_model_fits(cfg, model, tokenizer, lengths)
+    rollout = make_rollout_func(problems, budget, sampling, backend=cfg.backend, hf_batch_size=cfg.hf_batch_size,
+                                template=cfg.template)
     client = {"max_concurrency": cfg.reward_concurrency}
     reward_funcs: list[Any] = [
         make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client,
@@ -516,93 +530,6 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
             Path(cfg.output_dir).name + "-rehearsal")), grpo=grpo)
 
 
-class TrainingStopped(RuntimeError):
-    """The run stopped early with a checkpoint; ``exit_status`` is what ``er train`` exits with.
-
-    Attributes:
-        exit_status: :data:`trainers.resilience.EXIT_PREEMPTED` or :data:`trainers.resilience.EXIT_REWARD_OUTAGE`.
-        checkpoint: the checkpoint to resume from.
-        trainer: the trainer (its state and log history up to the stop).
-
-    """
-
-    def __init__(self, message: str, exit_status: int, checkpoint: str | None, trainer: Any) -> None:
-        super().__init__(message)
-        self.exit_status, self.checkpoint, self.trainer = exit_status, checkpoint, trainer
-
-
-#: written by rank 0 of a run that stopped on purpose (preempted, reward outage): read by the launching process
-STOP_FILE = "er_stop.json"
-
-
-def record_stop(output_dir: str, stop: TrainingStopped) -> None:
-    """Rank 0 notes why the run stopped (the launching process maps it to ``er train``'s exit status)."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(output_dir) / STOP_FILE).write_text(json.dumps({"exit_status": stop.exit_status, "message": str(stop),
-                                                          "checkpoint": stop.checkpoint, "time": time.time()}))
-
-
-def read_stop(output_dir: str, since: float) -> dict[str, Any] | None:
-    """The stop note rank 0 wrote after ``since`` (a ``time.time()``), if any."""
-    try:
-        stop = json.loads((Path(output_dir) / STOP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return stop if float(stop.get("time", 0)) >= since else None
-
-
-def check_resume(cfg: ERTrainConfig, resume: str) -> Any:
-    """The checkpoint ``--resume`` names, checked against ``cfg`` (nothing is loaded).
-
-    Returns:
-        The :class:`trainers.checkpoints.Checkpoint`.
-
-    Raises:
-        ConfigError: no complete checkpoint, or one of another recipe or world size.
-
-    """
-    from trainers.checkpoints import check_resumable, resolve_resume
-
-    ckpt = resolve_resume(resume, cfg.output_dir)
-    for note in check_resumable(ckpt, cfg):
-        print(f"er train: {note}", flush=True)
-    return ckpt
-
-
-def _restore_run_state(trainer: Any, ckpt: Any) -> None:
-    """What HF does not restore: the rollout's call count (sampling seeds) and this rank's records."""
-    trainer.er_rollout.calls = int(ckpt.manifest.get("state", {}).get("rollout_calls", 0))
-    rec = trainer.er_recorder
-    if rec is None:
-        return
-    offset_file = ckpt.path / f"er_rank{trainer.accelerator.process_index}.json"
-    if offset_file.is_file() and rec.path.exists():
-        offset = int(json.loads(offset_file.read_text())["records_bytes"])
-        with open(rec.path, "r+b") as fh:  # records written after the checkpoint are replayed by the resumed run
-            dropped = fh.read()[offset:].count(b"\n")
-            fh.truncate(offset)
-        rec.write("resume", step=ckpt.step, checkpoint=str(ckpt.path), dropped_records=dropped)
-
-
-def _checkpoint_after_failure(trainer: Any) -> str:
-    """A checkpoint of the last finished step, written while a step is abandoned (all ranks call this)."""
-    from trainers.checkpoints import read_manifest
-    from trainers.resilience import _rng_restore
-
-    folder = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
-    if read_manifest(folder)[0] is not None:
-        return str(folder)
-    cb = trainer.er_resilience
-    if cb.rng_at_step_start is not None:  # the RNG as the abandoned step found it
-        _rng_restore(cb.rng_at_step_start)
-    if cb.rollout_calls_at_step_start is not None:
-        trainer.er_rollout.calls = cb.rollout_calls_at_step_start
-    trainer._save_checkpoint(trainer.model, None)
-    return str(folder)
-
-
 def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
     """Build the trainer and train (from a checkpoint with ``resume``: ``"latest"`` or a folder).
 
@@ -619,7 +546,16 @@ def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
         TrainingStopped: preempted (SIGTERM) or a reward outage, after the checkpoint is written.
 
     """
-    from trainers.resilience import EXIT_PREEMPTED, EXIT_REWARD_OUTAGE, Preemption, RewardServiceDown
+    from trainers.checkpoints import check_resume
+    from trainers.resilience import (
+        EXIT_PREEMPTED,
+        EXIT_REWARD_OUTAGE,
+        Preemption,
+        RewardServiceDown,
+        TrainingStopped,
+        checkpoint_after_failure,
+        restore_run_state,
+    )
 
     if cfg.num_processes > 1 and not in_distributed_launch():
         cmd = _accelerate_command(cfg, "RECIPE.yaml", ())
@@ -629,12 +565,12 @@ def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
     preemption = Preemption().install()
     trainer = build_trainer(cfg, preemption)
     if ckpt is not None:
-        _restore_run_state(trainer, ckpt)
+        restore_run_state(trainer, ckpt)
         print(f"er train: resuming from {ckpt.path} (step {ckpt.step})", flush=True)
     try:
         trainer.train(resume_from_checkpoint=str(ckpt.path) if ckpt is not None else None)
     except RewardServiceDown as exc:
-        path = _checkpoint_after_failure(trainer)
+        path = checkpoint_after_failure(trainer)
         raise TrainingStopped(f"er train: {exc}. Checkpoint of step {trainer.state.global_step}: {path}; once the "
                               "service is back, continue with --resume latest (or set on_reward_outage: drop).",
                               EXIT_REWARD_OUTAGE, path, trainer) from exc

@@ -43,8 +43,9 @@ from typing import Any
 
 from trainers.config import ERTrainConfig
 
-__all__ = ["EXIT_PREEMPTED", "EXIT_REWARD_OUTAGE", "Preemption", "RewardServiceDown", "ResilienceCallback",
-           "trainer_class"]
+__all__ = ["EXIT_PREEMPTED", "EXIT_REWARD_OUTAGE", "STOP_FILE", "Preemption", "ResilienceCallback",
+           "RewardServiceDown", "TrainingStopped", "checkpoint_after_failure", "read_stop", "record_stop",
+           "restore_run_state", "trainer_class"]
 
 #: exit status after SIGTERM with a checkpoint written (128 + SIGTERM, what shells and schedulers report)
 EXIT_PREEMPTED = 128 + int(signal.SIGTERM)
@@ -225,7 +226,7 @@ def trainer_class() -> type:
                 errors[list(f.last_errors)] = True
                 outage[list(f.last_outage)] = True
                 retries += f.last_retries
-            errors, outage = gather(errors), gather(outage)
+            errors, outage = (gather(x.float()) > 0 for x in (errors, outage))  # gloo gathers no bool
             mode = "train" if self.model.training else "eval"
             if outage.any():
                 reasons = sorted({r for f in funcs for r in f.last_outage_reasons})
@@ -251,3 +252,72 @@ def trainer_class() -> type:
             return float(self.er_config.reward_retry_s) if self.er_config else 0.0
 
     return ERGRPOTrainer
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped early with a checkpoint; ``exit_status`` is what ``er train`` exits with.
+
+    Attributes:
+        exit_status: :data:`trainers.resilience.EXIT_PREEMPTED` or :data:`trainers.resilience.EXIT_REWARD_OUTAGE`.
+        checkpoint: the checkpoint to resume from.
+        trainer: the trainer (its state and log history up to the stop).
+
+    """
+
+    def __init__(self, message: str, exit_status: int, checkpoint: str | None, trainer: Any) -> None:
+        super().__init__(message)
+        self.exit_status, self.checkpoint, self.trainer = exit_status, checkpoint, trainer
+
+
+#: written by rank 0 of a run that stopped on purpose (preempted, reward outage): read by the launching process
+STOP_FILE = "er_stop.json"
+
+
+def record_stop(output_dir: str, stop: TrainingStopped) -> None:
+    """Rank 0 notes why the run stopped (the launching process maps it to ``er train``'s exit status)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / STOP_FILE).write_text(json.dumps({"exit_status": stop.exit_status, "message": str(stop),
+                                                          "checkpoint": stop.checkpoint, "time": time.time()}))
+
+
+def read_stop(output_dir: str, since: float) -> dict[str, Any] | None:
+    """The stop note rank 0 wrote after ``since`` (a ``time.time()``), if any."""
+    try:
+        stop = json.loads((Path(output_dir) / STOP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return stop if float(stop.get("time", 0)) >= since else None
+
+
+def restore_run_state(trainer: Any, ckpt: Any) -> None:
+    """What HF does not restore: the rollout's call count (sampling seeds) and this rank's records."""
+    trainer.er_rollout.calls = int(ckpt.manifest.get("state", {}).get("rollout_calls", 0))
+    rec = trainer.er_recorder
+    if rec is None:
+        return
+    rec.calls = trainer.er_rollout.calls
+    offset_file = ckpt.path / f"er_rank{trainer.accelerator.process_index}.json"
+    if offset_file.is_file() and rec.path.exists():
+        offset = int(json.loads(offset_file.read_text())["records_bytes"])
+        with open(rec.path, "r+b") as fh:  # records written after the checkpoint are replayed by the resumed run
+            dropped = fh.read()[offset:].count(b"\n")
+            fh.truncate(offset)
+        rec.write("resume", step=ckpt.step, checkpoint=str(ckpt.path), dropped_records=dropped)
+
+
+def checkpoint_after_failure(trainer: Any) -> str:
+    """A checkpoint of the last finished step, written while a step is abandoned (all ranks call this)."""
+    from trainers.checkpoints import read_manifest
+
+    folder = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+    if read_manifest(folder)[0] is not None:
+        return str(folder)
+    cb = trainer.er_resilience
+    if cb.rng_at_step_start is not None:  # the RNG as the abandoned step found it
+        _rng_restore(cb.rng_at_step_start)
+    if cb.rollout_calls_at_step_start is not None:
+        trainer.er_rollout.calls = cb.rollout_calls_at_step_start
+    trainer._save_checkpoint(trainer.model, None)
+    return str(folder)

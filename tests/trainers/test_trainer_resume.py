@@ -41,8 +41,9 @@ def _run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> subproce
 
 
 def _log(out: Path, rank: int = 0) -> list[dict]:
+    """The per-step logged metrics (the closing summary averages over one train() call: not comparable)."""
     rows = json.loads((out / "ranks" / f"rank{rank}.log.json").read_text())
-    return [{k: v for k, v in row.items() if k not in TIMED} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMED} for row in rows if "train_runtime" not in row]
 
 
 def _rollouts(rows: list[dict]) -> list[tuple]:
@@ -374,3 +375,41 @@ def test_reward_service_outage_retried_then_fatal_with_a_checkpoint(tiny_model_d
     assert [c.step for c in complete_checkpoints(out)[0]][-1] in (1, 2)
     rewards = [r["rewards"] for r in _records(out)[0] if r["event"] == "reward"]
     assert all(v is None or isinstance(v, float) for row in rewards for v in row)
+
+
+# ----------------------------------------------------------------------------- poisoned data
+
+def test_poisoned_problems_are_reported_at_load_time_then_refused_or_skipped(tiny_model_dir, tmp_path):
+    """Malformed tests, a prompt longer than the context, a row without an answer: named by id before training."""
+    from transformers import AutoTokenizer
+
+    from er_env.data import ProblemError, load_problems
+    from er_env.data.schema import Problem
+    from trainers.launch import load_training_problems
+    from trainers.screening import apply_policy, screen_problems
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    code = load_problems("embedded:code", limit=1)[0]
+    fine = load_problems("embedded:math", limit=1)[0]
+    broken = Problem(id="bad/tests", task="code", question=code.question, tests={"kind": "no-such-kind"})
+    long = Problem(id="bad/long", task="math", question="count: " + "1 2 3 4 " * 200, answers=("1",))
+    cfg = load_recipe("tiny_cpu")
+    good, bad, lengths = screen_problems([fine, broken, long, code], tok, cfg, 512, 1)
+    assert [p.id for p in good] == [fine.id, code.id] and len(lengths) == 2
+    reasons = {b.id: b.reason for b in bad}
+    assert reasons["bad/tests"].startswith("malformed tests:") and "no-such-kind" in reasons["bad/tests"]
+    assert "+ budgets 33 > context 512" in reasons["bad/long"]
+    with pytest.raises(ConfigError, match=r"2 training problem\(s\) cannot be trained on \(on_bad_problem: refuse\)"
+                                          r": 'bad/tests': malformed tests.*'bad/long': prompt of \d+ tokens"):
+        apply_policy(cfg, good, bad)
+    skip = load_recipe("tiny_cpu", {"on_bad_problem": "skip"})
+    assert apply_policy(skip, good, bad) == good
+    with pytest.raises(ConfigError, match="on_bad_problem must be 'refuse' or 'skip', got 'ignore'"):
+        load_recipe("tiny_cpu", {"on_bad_problem": "ignore"})
+    # a row that does not even load (no gold answer): named by row, refused or skipped
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps(r) for r in [fine.to_dict(), {**fine.to_dict(), "id": "x", "answers": []}]))
+    with pytest.raises(ProblemError, match="row 1"):
+        load_training_problems(load_recipe("tiny_cpu", {"dataset": str(rows)}), on_bad_row="raise")
+    assert [p.id for p in load_training_problems(load_recipe("tiny_cpu", {"dataset": str(rows)}),
+                                                 on_bad_row="warn")] == [fine.id]
