@@ -436,6 +436,8 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
         for task in sorted({p.task for p in problems})]
     reward_funcs += _extra_rewards(cfg, sorted({p.task for p in problems}))
     resilience = ResilienceCallback(preemption or Preemption())
+    for func in reward_funcs:  # a SIGTERM cuts an outage's retries short (the run then stops with a checkpoint)
+        func.stop_retrying = lambda: resilience.preemption.requested
     callbacks: list[Any] = [resilience]
     rollout_func: Any = rollout
     if cfg.record_ranks:
@@ -571,6 +573,10 @@ def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
         trainer.train(resume_from_checkpoint=str(ckpt.path) if ckpt is not None else None)
     except RewardServiceDown as exc:
         path = checkpoint_after_failure(trainer)
+        if preemption.requested:
+            raise TrainingStopped(f"er train: preempted (SIGTERM) while the reward service was down ({exc}); "
+                                  f"checkpoint of step {trainer.state.global_step}: {path}; continue with --resume "
+                                  "latest.", EXIT_PREEMPTED, path, trainer) from exc
         raise TrainingStopped(f"er train: {exc}. Checkpoint of step {trainer.state.global_step}: {path}; once the "
                               "service is back, continue with --resume latest (or set on_reward_outage: drop).",
                               EXIT_REWARD_OUTAGE, path, trainer) from exc

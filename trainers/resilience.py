@@ -304,7 +304,7 @@ def restore_run_state(trainer: Any, ckpt: Any) -> None:
         with open(rec.path, "r+b") as fh:  # records written after the checkpoint are replayed by the resumed run
             dropped = fh.read()[offset:].count(b"\n")
             fh.truncate(offset)
-        rec.write("resume", step=ckpt.step, checkpoint=str(ckpt.path), dropped_records=dropped)
+        rec.write("resume", step=ckpt.step, checkpoint=str(ckpt.path), dropped_records=dropped, pid=os.getpid())
 
 
 def checkpoint_after_failure(trainer: Any) -> str:

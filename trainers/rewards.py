@@ -93,6 +93,7 @@ class _RewardFunc:
                  retry_s: float = 0.0) -> None:
         self.task, self.reward, self.on_reward_error, self.tokenizer = task, reward, on_reward_error, tokenizer
         self.retry_s = retry_s
+        self.stop_retrying: Callable[[], bool] = lambda: False  # e.g. SIGTERM arrived: give up the retries now
         self.__name__ = name
         self._problems: dict[str, Problem] = {}
         self.reset_call()
@@ -194,8 +195,9 @@ class _RewardFunc:
             return results
         logger.warning("%s: the reward service is unreachable for %d completions (%s); retrying for up to %g s",
                        self.__name__, len(todo), dict(results[todo[0]].details).get("error"), self.retry_s)
-        retrying = AsyncRetrying(stop=stop_after_delay(self.retry_s), wait=wait_exponential(multiplier=1, max=30),
-                                 retry=retry_if_result(bool), reraise=False)
+        retrying = AsyncRetrying(stop=stop_after_delay(self.retry_s) | (lambda state: self.stop_retrying()),
+                                 wait=wait_exponential(multiplier=1, max=30), retry=retry_if_result(bool),
+                                 reraise=False)
         try:
             async for attempt in retrying:
                 with attempt:

@@ -14,7 +14,8 @@ from sandbox.service.server import ServerConfig, create_app
 from sandbox.service.service import SandboxService, ServiceError
 from tests.sandbox.test_server import _metric
 
-ITEMS = {"items": [{"gold": ["2"], "completion": "</think>\\boxed{2}"}, {"gold": ["3"], "completion": "</think>\\boxed{4}"}]}
+ITEMS = {"items": [{"gold": ["2"], "completion": "</think>\\boxed{2}"},
+                   {"gold": ["3"], "completion": "</think>\\boxed{4}"}]}
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,10 @@ def test_two_ranks_killed_between_checkpoints_resume_exactly(tiny_model_dir, tmp
     rank1 = killed / "ranks" / "rank1.jsonl"
     _wait_for(lambda: (killed / "checkpoint-1" / MANIFEST).exists() and rank1.exists()
               and sum('"rollout"' in x for x in rank1.read_text().splitlines()) >= 2, proc, "step 2's rollout")
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    # both ranks (torchrun starts each in a session of its own), then the launcher: a lost node
+    for rows in _records(killed).values():
+        os.kill(next(r["pid"] for r in reversed(rows) if r["event"] == "start"), signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not (killed / "checkpoint-2").exists()
     _run([*cmd, "--resume"], env, tmp_path)
@@ -245,12 +248,12 @@ def test_a_grader_error_is_excluded_from_its_groups_advantages(tiny_model_dir, m
     grader = make_reward_func("math", reward=_grader_failing_on(bad), name="grader")
     seen: list[tuple[list[float | None], list[float | None], dict]] = []
 
-    class Recording(trainer_class()):  # type: ignore[misc]
-        async_rewards: list = []
+    returned: dict[str, list] = {}
 
+    class Recording(trainer_class()):  # type: ignore[misc]
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
-            seen.append((list(self.async_rewards[-2]), list(self.async_rewards[-1]), out))
+            seen.append((list(returned["grader"]), list(returned["dense"]), out))
             return out
 
     class Rec:  # forwards the call report (last_errors...) the trainer reads
@@ -259,7 +262,7 @@ def test_a_grader_error_is_excluded_from_its_groups_advantages(tiny_model_dir, m
 
         async def __call__(self, *args, **kwargs):
             values = await self.inner(*args, **kwargs)
-            Recording.async_rewards.append(values)
+            returned[self.__name__] = values
             return values
 
         def __getattr__(self, name):
