@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,9 +128,12 @@ def test_kill_in_a_save_and_sigterm_then_resume_equal_the_uninterrupted_run(tiny
     waited = time.monotonic() - signalled
     print(f"SIGTERM -> exit {proc2.returncode} in {waited:.1f} s")
     assert proc2.returncode == 143, out[-3000:]
-    assert "preempted (SIGTERM) at step 2" in out and "--resume latest" in out
+    found = re.search(r"preempted \(SIGTERM\) at step (\d+); checkpoint (\S+) written", out)
+    assert found and "--resume latest" in out, out[-3000:]
+    step = int(found.group(1))  # step 2, or 3 when step 2 ended before the signal arrived
+    assert step in (2, 3) and found.group(2) == str(termed / f"checkpoint-{step}")
     assert waited < 60  # one tiny step + one save; the bound for real runs is documented in the guide
-    assert [c.step for c in complete_checkpoints(termed)[0]] == [1, 2]
+    assert [c.step for c in complete_checkpoints(termed)[0]] == [step - 1, step]
     _run([*cmd, "--resume", "latest"], env, tmp_path)
     _same_run(ref, termed)
 
@@ -412,7 +416,24 @@ def test_poisoned_problems_are_reported_at_load_time_then_refused_or_skipped(tin
     # a row that does not even load (no gold answer): named by row, refused or skipped
     rows = tmp_path / "rows.jsonl"
     rows.write_text("\n".join(json.dumps(r) for r in [fine.to_dict(), {**fine.to_dict(), "id": "x", "answers": []}]))
-    with pytest.raises(ProblemError, match="row 1"):
+    with pytest.raises(ProblemError, match=r"row [12]\b"):
         load_training_problems(load_recipe("tiny_cpu", {"dataset": str(rows)}), on_bad_row="raise")
     assert [p.id for p in load_training_problems(load_recipe("tiny_cpu", {"dataset": str(rows)}),
                                                  on_bad_row="warn")] == [fine.id]
+
+
+def test_the_sampler_draws_epoch_e_without_replaying_the_earlier_epochs():
+    """TRL's RepeatSampler draws epoch e's order from a generator advanced by epochs 0..e-1; ours re-seeds."""
+    from trl.trainer.utils import RepeatSampler
+
+    from trainers.resilience import _epoch_sampler
+
+    kwargs = dict(data_source=list(range(6)), mini_repeat_count=2, batch_size=3, repeat_count=1, seed=7)
+    trl = RepeatSampler(**kwargs)
+    uninterrupted = [list(trl) for _ in range(3)]
+    assert uninterrupted[0] != uninterrupted[2]
+    ours = _epoch_sampler(RepeatSampler)(**kwargs)
+    ours.set_epoch(2)  # a resumed run's first epoch
+    assert list(ours) == uninterrupted[2]
+    ours.set_epoch(0)
+    assert [list(ours)] == uninterrupted[:1]
