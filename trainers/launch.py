@@ -549,15 +549,7 @@ def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
 
     """
     from trainers.checkpoints import check_resume
-    from trainers.resilience import (
-        EXIT_PREEMPTED,
-        EXIT_REWARD_OUTAGE,
-        Preemption,
-        RewardServiceDown,
-        TrainingStopped,
-        checkpoint_after_failure,
-        restore_run_state,
-    )
+    from trainers.resilience import Preemption
 
     if cfg.num_processes > 1 and not in_distributed_launch():
         cmd = _accelerate_command(cfg, "RECIPE.yaml", ())
@@ -565,6 +557,22 @@ def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
                           f"{shlex.join(cmd or [])} (er train --dry-run prints the exact command).")
     ckpt = check_resume(cfg, resume) if resume else None
     preemption = Preemption().install()
+    try:
+        return _train(cfg, ckpt, preemption)
+    finally:
+        preemption.uninstall()
+
+
+def _train(cfg: ERTrainConfig, ckpt: Any, preemption: Any) -> Any:
+    from trainers.resilience import (
+        EXIT_PREEMPTED,
+        EXIT_REWARD_OUTAGE,
+        RewardServiceDown,
+        TrainingStopped,
+        checkpoint_after_failure,
+        restore_run_state,
+    )
+
     trainer = build_trainer(cfg, preemption)
     if ckpt is not None:
         restore_run_state(trainer, ckpt)

@@ -76,6 +76,12 @@ class Preemption:
             pass
         return self
 
+    def uninstall(self) -> None:
+        """Put back the SIGTERM handler that was there before :meth:`install`."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested_at is None:
             self.requested_at = time.monotonic()
