@@ -236,6 +236,23 @@ class ERTrainConfig:
                                   f"(got grpo.{key}={self.grpo[key]!r}).")
         self._check_grpo_keys()
         self._check_whole_groups()
+        self._check_save_steps()
+
+    def _check_save_steps(self) -> None:
+        """Checkpoints only between generation batches: TRL regenerates after a resume, so exact resume needs it."""
+        g = self.grpo
+        if g.get("save_strategy") != "steps" or not isinstance(g.get("save_steps"), int):
+            return
+        accumulation = g.get("gradient_accumulation_steps", 1)
+        per_generation = (g.get("steps_per_generation") or accumulation) * g.get("num_iterations", 1)
+        if not all(isinstance(v, int) and v > 0 for v in (accumulation, per_generation)):
+            return
+        if (g["save_steps"] * accumulation) % per_generation:
+            every = per_generation // math.gcd(per_generation, accumulation)
+            raise ConfigError(f"grpo.save_steps={g['save_steps']} saves in the middle of a generation batch (one per "
+                              f"{every} optimizer steps: steps_per_generation x num_iterations / "
+                              "gradient_accumulation_steps); a resume from there would generate anew. Set "
+                              f"grpo.save_steps to a multiple of {every}.")
 
     def _check_whole_groups(self) -> None:
         """The generation batch of all processes must hold whole GRPO groups (TRL checks it only at launch)."""

@@ -147,7 +147,11 @@ class ResilienceCallback(_callback_base()):  # type: ignore[misc]
         self.rollout_calls_at_step_start = getattr(getattr(self.trainer, "er_rollout", None), "calls", None)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """After SIGTERM on any rank: save now and stop (every rank takes the same decision)."""
+        """After SIGTERM on any rank: save and stop at the next generation-batch boundary (all ranks agree)."""
+        per_generation = (getattr(args, "steps_per_generation", None) or args.gradient_accumulation_steps) * getattr(
+            self.trainer, "num_iterations", 1)
+        if (state.global_step * args.gradient_accumulation_steps) % per_generation:
+            return  # mid generation batch: a resume from here would generate anew
         if _any_rank(self.trainer, self.preemption.requested):
             self.preempted_at_step = state.global_step
             control.should_save = True

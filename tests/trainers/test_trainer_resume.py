@@ -188,6 +188,8 @@ def test_resume_refuses_another_recipe_before_loading(tmp_path):
     with pytest.raises(ConfigError, match=r"written by num_processes=1, this run has num_processes=2.*"
                                           r"--num-processes 1"):
         check_resumable(ckpt, two)
+    with pytest.raises(ConfigError, match=r"save_steps=21 saves in the middle of a generation batch.*multiple of 2"):
+        load_recipe("e1_math_1p5b", {"grpo": {"save_steps": 21}})
     # a file cut short (a kill while it was written) makes the checkpoint incomplete: latest skips it
     (folder / "model.safetensors").write_bytes(b"x" * 4)
     with pytest.raises(ConfigError, match=r"no complete checkpoint.*checkpoint-5: model.safetensors has 4 bytes"):
