@@ -7,12 +7,19 @@ recipe's ``grpo`` mapping. ``--dry-run`` validates and prints the plan (and the
 ``accelerate launch`` command for multi-GPU recipes) without loading weights;
 ``--plan`` prints only the per-GPU memory plan (:mod:`trainers.plan`) and exits 0 when it
 fits, 1 when it does not; ``--rehearse`` then runs one real CPU step of the recipe on the tiny model.
+``--resume [latest|PATH]`` continues from a checkpoint (docs/guides/long-runs.md).
+
+Exit status: 0 trained; 143 preempted by SIGTERM, checkpoint written (continue with
+``--resume latest``); 75 the reward service stayed unreachable, checkpoint written;
+1 any other error.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import time
 from typing import Any
 
 from er_cli import add_dataclass_args
@@ -40,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rehearse", action="store_true",
                         help="Resolve the recipe's model, dataset and reward endpoint, then run ONE real step of the "
                         "recipe on CPU with the tiny model and 4 embedded problems (a laptop check of a cluster run).")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
+                        help="Continue from a checkpoint: 'latest' (the newest complete one in output_dir; the "
+                        "default when the flag has no value) or a checkpoint-<step> folder. The recipe must be the "
+                        "checkpoint's (max_steps, saving and logging may change).")
     add_dataclass_args(parser, ERTrainConfig)
     # only flags given on the command line override the recipe
     names = {f.name for f in dataclasses.fields(ERTrainConfig) if f.init}
@@ -76,16 +87,24 @@ def _override_argv(overrides: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _launch(cfg: Any, plan: Any) -> int:
+def _launch(cfg: Any, plan: Any, resume: str | None = None) -> int:
     """Start this machine's part of a multi-process job and report how it ended."""
     import shlex
     import sys
 
     from trainers.launch import launch_node
+    from trainers.resilience import read_stop
 
     cmd = plan.node_commands[cfg.machine_rank] if plan.node_commands else plan.accelerate_command
+    if resume is not None:
+        cmd = [*cmd, "--resume", resume]
     print(f"launching machine_rank {cfg.machine_rank}: {shlex.join(cmd)}", flush=True)
+    started = time.time()
     rc = launch_node(cfg, cmd)
+    stop = read_stop(cfg.output_dir, since=started)
+    if rc != 0 and stop is not None:  # the ranks stopped on purpose, with a checkpoint
+        print(stop["message"], file=sys.stderr, flush=True)
+        return int(stop["exit_status"])
     if rc != 0:
         print(f"er train: the launch on machine_rank {cfg.machine_rank} failed (exit status {rc}): a training "
               "process failed, was killed, or lost a peer (collectives give up after rendezvous_timeout_s="
@@ -115,6 +134,7 @@ def _resources(cfg: Any, ns: argparse.Namespace, required: bool) -> bool | None:
 def _run(ns: argparse.Namespace) -> int:
     from trainers.config import ConfigError, load_recipe, resolve_recipe_path
     from trainers.launch import format_plan, in_distributed_launch, make_plan, train
+    from trainers.resilience import TrainingStopped, record_stop
 
     overrides = _overrides(ns)
     cfg = load_recipe(ns.config, overrides)
@@ -130,15 +150,25 @@ def _run(ns: argparse.Namespace) -> int:
     if fits is False and not ns.rehearse:
         raise ConfigError("The resource plan above does not fit the card; nothing was loaded. Use one of its "
                           "settings that fit, or pass --gpu for the card you actually have.")
+    resume = None
+    if ns.resume is not None and not ns.rehearse:  # checked before anything starts or loads
+        from trainers.checkpoints import check_resume
+
+        resume = str(check_resume(cfg, ns.resume).path)
     if cfg.num_processes > 1 and not ns.rehearse and not in_distributed_launch():
-        return _launch(cfg, plan)
+        return _launch(cfg, plan, resume)
     if ns.rehearse:
         from trainers.launch import rehearsal_config
 
         cfg = rehearsal_config(cfg)
         print(f"rehearsal: one CPU step on the tiny model, {cfg.dataset} x {cfg.dataset_limit}, backend "
               f"{cfg.backend}, output {cfg.output_dir}", flush=True)
-    trainer = train(cfg)
+    try:
+        trainer = train(cfg, resume=resume)
+    except TrainingStopped as stop:
+        record_stop(cfg.output_dir, stop)
+        print(stop, file=sys.stderr, flush=True)
+        return stop.exit_status
     state = trainer.state
     last: dict[str, Any] = next((h for h in reversed(state.log_history) if "reward" in h), {})
     print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; output in {cfg.output_dir}")

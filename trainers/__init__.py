@@ -6,7 +6,10 @@ budget with the trainer's live policy and returns ``env_mask`` for forced ``</th
 never 0), ``config`` (:class:`ERTrainConfig` and YAML recipes in ``recipes/``),
 ``launch`` (dry-run plans, ``accelerate`` commands, building and running the trainer),
 ``distributed`` (multi-process and multi-node checks: resources, the main node, recipe
-agreement across ranks, per-rank records), ``vllm_rollout`` (rollouts on TRL's vLLM).
+agreement across ranks, per-rank records), ``vllm_rollout`` (rollouts on TRL's vLLM),
+``checkpoints`` (complete-or-absent checkpoints, ``--resume`` resolution and recipe checks),
+``resilience`` (the trainer subclass: exact resume, SIGTERM, reward outages, grader errors
+out of the advantages), ``screening`` (training problems that cannot be trained on).
 Backends: the live HF policy (``hf``) or TRL's own vLLM (``vllm``). TRL and torch are
 imported only when used.
 

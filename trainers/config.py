@@ -33,6 +33,8 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 #: training generation backends: ``hf`` (the live policy, CPU fallback) or ``vllm`` (TRL's own vLLM)
 BACKENDS = ("hf", "vllm")
 VLLM_MODES = ("colocate", "server")
+#: what a reward outage past ``reward_retry_s`` does: stop the run with a checkpoint, or drop the groups
+ON_REWARD_OUTAGE = ("fail", "drop")
 
 #: GRPOConfig fields set from ERTrainConfig fields (``grpo`` key -> the field to use instead)
 RESERVED_GRPO_KEYS = {
@@ -77,6 +79,10 @@ class ERTrainConfig:
         template: prompt template name (``None``: the task's default).
         max_prompt_tokens: the longest prompt the resource plan budgets for
             (``er train --plan``: activations, KV cache, context checks).
+        on_bad_problem: a problem that cannot be trained on (no gold answer, malformed
+            tests, a prompt that cannot be rendered or does not fit the context with the
+            budgets): ``refuse`` (the run does not start; ids and reasons listed) or
+            ``skip`` (it leaves the training set, reported with its id and reason).
 
     > Parameters that control the budgets and rollouts
 
@@ -104,6 +110,11 @@ class ERTrainConfig:
         on_reward_error: ``record`` (a grader failure gives no reward, logged and counted) or ``raise``.
         reward_concurrency: reward requests in flight at once per process (the async
             client splits a generation batch into ``batch_size`` requests).
+        reward_retry_s: how long completions whose reward service cannot be reached are
+            sent again (exponential backoff) before ``on_reward_outage`` applies.
+        on_reward_outage: ``fail`` (write a checkpoint of the last finished step and exit
+            75, naming the endpoint) or ``drop`` (leave the groups with unscored
+            completions out of the step, counted as ``er/dropped_groups``).
 
     > Parameters that control the launch
 
@@ -136,6 +147,8 @@ class ERTrainConfig:
     template: str | None = field(default=None, metadata={"help": "Prompt template name (default: per task)."})
     max_prompt_tokens: int = field(default=1024, metadata={
         "help": "Longest prompt in tokens that the resource plan (er train --plan) budgets for."})
+    on_bad_problem: str = field(default="refuse", metadata={
+        "help": "A problem that cannot be trained on (no answer, malformed tests, prompt too long): refuse or skip."})
     think_budget_tokens: int = field(default=1024, metadata={"help": "Thinking budget t in tokens (paper: 1024)."})
     solution_budget_tokens: int = field(default=1024, metadata={"help": "Solution budget s in tokens (paper: 1024)."})
     train_forced_token: bool = field(default=False, metadata={"help": "Train on forced </think> tokens (env_mask 1)."})
@@ -153,6 +166,11 @@ class ERTrainConfig:
     on_reward_error: str = field(default="record", metadata={
         "help": "On grader failure: record (no reward for it, logged and counted) or raise."})
     reward_concurrency: int = field(default=16, metadata={"help": "Reward requests in flight at once (per process)."})
+    reward_retry_s: float = field(default=300.0, metadata={
+        "help": "Seconds to keep re-sending completions whose reward service is unreachable (then on_reward_outage)."})
+    on_reward_outage: str = field(default="fail", metadata={
+        "help": "Reward service still unreachable after reward_retry_s: fail (checkpoint, exit 75) or drop (the "
+                "affected groups leave the step)."})
     output_dir: str = field(default="runs/er-grpo", metadata={"help": "Checkpoints and logs directory."})
     num_processes: int = field(default=1, metadata={"help": "Processes (GPUs); > 1 needs accelerate launch."})
     accelerate_config: str | None = field(default=None, metadata={"help": "Accelerate YAML for multi-GPU runs."})
@@ -200,6 +218,13 @@ class ERTrainConfig:
         if self.on_reward_error not in ON_REWARD_ERROR:
             raise ConfigError(f"on_reward_error must be one of {ON_REWARD_ERROR}, got {self.on_reward_error!r} "
                               "(the same values as er_env.rewards, rollouts and environments).")
+        retry = self.reward_retry_s
+        if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 <= retry < math.inf:
+            raise ConfigError(f"reward_retry_s must be a number of seconds >= 0, got {retry!r}.")
+        if self.on_bad_problem not in ("refuse", "skip"):
+            raise ConfigError(f"on_bad_problem must be 'refuse' or 'skip', got {self.on_bad_problem!r}.")
+        if self.on_reward_outage not in ON_REWARD_OUTAGE:
+            raise ConfigError(f"on_reward_outage must be one of {ON_REWARD_OUTAGE}, got {self.on_reward_outage!r}.")
         if self.reward_endpoint is not None and not str(self.reward_endpoint).startswith(("http://", "https://")):
             raise ConfigError(f"reward_endpoint must be an http(s) URL or null, got {self.reward_endpoint!r}.")
         if isinstance(self.extra_rewards, str):
@@ -216,6 +241,23 @@ class ERTrainConfig:
                                   f"(got grpo.{key}={self.grpo[key]!r}).")
         self._check_grpo_keys()
         self._check_whole_groups()
+        self._check_save_steps()
+
+    def _check_save_steps(self) -> None:
+        """Checkpoints only between generation batches: TRL regenerates after a resume, so exact resume needs it."""
+        g = self.grpo
+        if g.get("save_strategy") != "steps" or not isinstance(g.get("save_steps"), int):
+            return
+        accumulation = g.get("gradient_accumulation_steps", 1)
+        per_generation = (g.get("steps_per_generation") or accumulation) * g.get("num_iterations", 1)
+        if not all(isinstance(v, int) and v > 0 for v in (accumulation, per_generation)):
+            return
+        if (g["save_steps"] * accumulation) % per_generation:
+            every = per_generation // math.gcd(per_generation, accumulation)
+            raise ConfigError(f"grpo.save_steps={g['save_steps']} saves in the middle of a generation batch (one per "
+                              f"{every} optimizer steps: steps_per_generation x num_iterations / "
+                              "gradient_accumulation_steps); a resume from there would generate anew. Set "
+                              f"grpo.save_steps to a multiple of {every}.")
 
     def _check_whole_groups(self) -> None:
         """The generation batch of all processes must hold whole GRPO groups (TRL checks it only at launch)."""

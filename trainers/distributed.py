@@ -50,7 +50,8 @@ __all__ = ["AGREED_FIELDS", "check_launch_resources", "check_same_recipe", "inst
 AGREED_FIELDS = ("model", "dataset", "dataset_split", "dataset_config", "dataset_limit", "dataset_format",
                  "template", "think_budget_tokens", "solution_budget_tokens", "train_forced_token", "group_size",
                  "temperature", "top_p", "top_k", "seed", "backend", "vllm_mode", "hf_batch_size", "num_processes",
-                 "num_machines", "main_process_port", "on_reward_error", "grpo")
+                 "num_machines", "main_process_port", "on_reward_error", "on_reward_outage", "reward_retry_s",
+                 "on_bad_problem", "grpo")
 
 
 def _uses_cpu(cfg: ERTrainConfig) -> bool:
@@ -228,6 +229,11 @@ class _RecordingReward:
         self.inner, self.rec = inner, rec
         self.__name__ = inner.__name__
 
+    def __getattr__(self, name: str) -> Any:  # the inner function's call report (last_errors, reset_call...)
+        if name.startswith("__") or name in ("inner", "rec"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     async def __call__(self, prompts: Any, completions: Any, completion_ids: Any = None, **kwargs: Any) -> Any:
         from trainers.rollout import TEXT_FIELD
 
@@ -271,4 +277,6 @@ def install_rank_records(cfg: ERTrainConfig, rollout: Any, reward_funcs: list[An
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             (rec.dir / f"rank{rank}.log.json").write_text(json.dumps(state.log_history, default=str))
 
-    return _recording_rollout(rollout, rec), [_RecordingReward(f, rec) for f in reward_funcs], RankRecords()
+    callback = RankRecords()
+    callback.recorder = rec
+    return _recording_rollout(rollout, rec), [_RecordingReward(f, rec) for f in reward_funcs], callback

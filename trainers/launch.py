@@ -23,8 +23,10 @@ import contextlib
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,18 +111,24 @@ def _configs(cfg: ERTrainConfig) -> list[str | None]:
     return [c.strip() for c in cfg.dataset_config.split(",") if c.strip()]
 
 
-def load_training_problems(cfg: ERTrainConfig) -> list[Any]:
+def load_training_problems(cfg: ERTrainConfig, on_bad_row: str | None = None) -> list[Any]:
     """Load the training problems (several hub subsets: ``dataset_config: "a,b"``).
+
+    Args:
+        cfg: the config.
+        on_bad_row: ``"raise"`` or ``"warn"`` (skip) for rows that do not load (default: the loader's).
 
     Raises:
         DatasetNotFound: unknown dataset, split or subset.
+        ProblemError: a malformed row with ``on_bad_row="raise"``.
 
     """
     from er_env.data import load_problems
 
     problems: list[Any] = []
     for config in _configs(cfg):
-        problems += load_problems(cfg.dataset, split=cfg.dataset_split, config=config, format=cfg.dataset_format)
+        problems += load_problems(cfg.dataset, split=cfg.dataset_split, config=config, format=cfg.dataset_format,
+                                  on_bad_row=on_bad_row)
     return problems[: cfg.dataset_limit] if cfg.dataset_limit else problems
 
 
@@ -340,6 +348,15 @@ def preflight(cfg: ERTrainConfig) -> None:
         raise ConfigError(f"{note}. {problem}. Nothing was loaded.")
 
 
+def _context_limit(cfg: ERTrainConfig, model: str) -> int | None:
+    """The context a prompt and its budgets must fit: the model's, or vLLM's when smaller."""
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    vllm_len = cfg.grpo.get("vllm_max_model_length") if cfg.backend == "vllm" else None
+    return min(x for x in (context, vllm_len) if x) if (context or vllm_len) else None
+
+
 def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_lengths: Sequence[int]) -> None:
     """Checks that need the tokenizer and ``config.json`` only (no weights).
 
@@ -348,17 +365,14 @@ def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_leng
             longest prompt plus ``t + s`` and the forced ``</think>`` exceed the context.
 
     """
-    from transformers import AutoConfig
-
     end_ids = tokenizer.encode("</think>", add_special_tokens=False)
     if cfg.backend == "vllm" and len(end_ids) != 1:
         raise ConfigError(f"The tokenizer of {model!r} spells '</think>' with {len(end_ids)} tokens {end_ids}; under "
                           "backend: vllm the thinking phase stops on one </think> token id (a stop string cuts at text "
                           "boundaries that need not match token boundaries, so the forced-token mask could be wrong). "
                           "Use a tokenizer with a '</think>' special token, or backend: hf.")
-    context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
     vllm_len = cfg.grpo.get("vllm_max_model_length") if cfg.backend == "vllm" else None
-    limit = min(x for x in (context, vllm_len) if x) if (context or vllm_len) else None
+    limit = _context_limit(cfg, model)
     longest = max(prompt_lengths, default=0)
     need = longest + cfg.think_budget_tokens + len(end_ids) + cfg.solution_budget_tokens
     if limit is not None and need > limit:
@@ -369,7 +383,7 @@ def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_leng
                           "shorten/limit the prompts, or raise the context length.")
 
 
-def build_trainer(cfg: ERTrainConfig) -> Any:
+def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
     """A ready ``trl.GRPOTrainer`` with Elastic Reasoning rollouts and rewards (loads weights).
 
     Everything that can be checked without weights is checked first (:func:`preflight`,
@@ -377,18 +391,23 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     (colocate) or connects to ``trl vllm-serve`` (server), and
     :func:`trainers.vllm_rollout.install_weight_sync` adapts TRL's weight sync to vLLM >= 0.32.
 
+    The trainer is :func:`trainers.resilience.trainer_class` (complete-or-absent
+    checkpoints, exact resume, grader-error exclusion, reward outages); ``preemption``
+    (a :class:`trainers.resilience.Preemption`) makes SIGTERM end the run at the next
+    step end with a checkpoint.
+
     Raises:
         ConfigError: see :func:`make_plan`, :func:`preflight` and :func:`check_model_fits`.
 
     """
     from transformers import AutoTokenizer
-    from trl import GRPOTrainer
 
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
-    from er_env.data.templates import render_prompt
+    from trainers.resilience import Preemption, ResilienceCallback, trainer_class
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
+    from trainers.screening import apply_policy, screen_problems
 
     preflight(cfg)
     state = None
@@ -401,21 +420,28 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
                     train_forced_token=cfg.train_forced_token)
     sampling = SamplingConfig(temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=cfg.top_k,
                               seed=cfg.seed, logprobs=True)
-    problems = load_training_problems(cfg)
-    rollout = make_rollout_func(problems, budget, sampling, backend=cfg.backend, hf_batch_size=cfg.hf_batch_size,
-                                template=cfg.template)
+    problems = load_training_problems(cfg, on_bad_row="warn" if cfg.on_bad_problem == "skip" else "raise")
     with state.local_main_process_first() if state is not None else contextlib.nullcontext():
         model, _ = resolve_model(cfg, build=True)  # one tiny-model build per machine
     tokenizer = AutoTokenizer.from_pretrained(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    check_model_fits(cfg, model, tokenizer, [len(render_prompt(p, tokenizer, cfg.template)[1]) for p in problems])
+    good, bad, lengths = screen_problems(problems, tokenizer, cfg, _context_limit(cfg, model),
+                                         len(tokenizer.encode("</think>", add_special_tokens=False)))
+    problems = apply_policy(cfg, good, bad)
+    check_model_fits(cfg, model, tokenizer, lengths)
+    rollout = make_rollout_func(problems, budget, sampling, backend=cfg.backend, hf_batch_size=cfg.hf_batch_size,
+                                template=cfg.template)
     client = {"max_concurrency": cfg.reward_concurrency}
     reward_funcs: list[Any] = [
-        make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client)
+        make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client,
+                         retry_s=cfg.reward_retry_s)
         for task in sorted({p.task for p in problems})]
     reward_funcs += _extra_rewards(cfg, sorted({p.task for p in problems}))
-    callbacks: list[Any] = []
+    resilience = ResilienceCallback(preemption or Preemption())
+    for func in reward_funcs:  # a SIGTERM cuts an outage's retries short (the run then stops with a checkpoint)
+        func.stop_retrying = lambda: resilience.preemption.requested
+    callbacks: list[Any] = [resilience]
     rollout_func: Any = rollout
     if cfg.record_ranks:
         from trainers.distributed import install_rank_records
@@ -424,9 +450,11 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
         callbacks.append(recorder)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
-        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
-                              train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
-                              rollout_func=rollout_func, callbacks=callbacks or None)
+        trainer = trainer_class()(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
+                                  train_dataset=problems_to_dataset(problems), processing_class=tokenizer,
+                                  rollout_func=rollout_func, callbacks=callbacks)
+    trainer.er_config, trainer.er_rollout, trainer.er_resilience = cfg, rollout, resilience
+    trainer.er_recorder = getattr(callbacks[-1], "recorder", None)
     for callback in callbacks:
         callback.trainer = trainer
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -507,22 +535,69 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
             Path(cfg.output_dir).name + "-rehearsal")), grpo=grpo)
 
 
-def train(cfg: ERTrainConfig) -> Any:
-    """Build the trainer and train.
+def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
+    """Build the trainer and train (from a checkpoint with ``resume``: ``"latest"`` or a folder).
+
+    SIGTERM ends the run at the end of the current step with a checkpoint; a reward
+    service that stays unreachable (``on_reward_outage: fail``) ends it with a
+    checkpoint of the last finished step. Both raise :class:`TrainingStopped`.
 
     Returns:
         The trainer after ``train()`` (``trainer.state.log_history`` holds the metrics).
 
     Raises:
-        ConfigError: a multi-process config started without ``accelerate launch``.
+        ConfigError: a multi-process config started without ``accelerate launch``, or a
+            ``resume`` that is not a complete checkpoint of this recipe.
+        TrainingStopped: preempted (SIGTERM) or a reward outage, after the checkpoint is written.
 
     """
+    from trainers.checkpoints import check_resume
+    from trainers.resilience import Preemption
+
     if cfg.num_processes > 1 and not in_distributed_launch():
         cmd = _accelerate_command(cfg, "RECIPE.yaml", ())
         raise ConfigError(f"num_processes={cfg.num_processes} must be started with accelerate: "
                           f"{shlex.join(cmd or [])} (er train --dry-run prints the exact command).")
-    trainer = build_trainer(cfg)
-    trainer.train()
+    ckpt = check_resume(cfg, resume) if resume else None
+    preemption = Preemption().install()
+    try:
+        return _train(cfg, ckpt, preemption)
+    finally:
+        preemption.uninstall()
+
+
+def _train(cfg: ERTrainConfig, ckpt: Any, preemption: Any) -> Any:
+    from trainers.resilience import (
+        EXIT_PREEMPTED,
+        EXIT_REWARD_OUTAGE,
+        RewardServiceDown,
+        TrainingStopped,
+        checkpoint_after_failure,
+        restore_run_state,
+    )
+
+    trainer = build_trainer(cfg, preemption)
+    if ckpt is not None:
+        restore_run_state(trainer, ckpt)
+        print(f"er train: resuming from {ckpt.path} (step {ckpt.step})", flush=True)
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt.path) if ckpt is not None else None)
+    except RewardServiceDown as exc:
+        path = checkpoint_after_failure(trainer)
+        if preemption.requested:
+            raise TrainingStopped(f"er train: preempted (SIGTERM) while the reward service was down ({exc}); "
+                                  f"checkpoint of step {trainer.state.global_step}: {path}; continue with --resume "
+                                  "latest.", EXIT_PREEMPTED, path, trainer) from exc
+        raise TrainingStopped(f"er train: {exc}. Checkpoint of step {trainer.state.global_step}: {path}; once the "
+                              "service is back, continue with --resume latest (or set on_reward_outage: drop).",
+                              EXIT_REWARD_OUTAGE, path, trainer) from exc
+    if trainer.er_resilience.preempted_at_step is not None:
+        step = trainer.er_resilience.preempted_at_step
+        path = str(Path(cfg.output_dir) / f"checkpoint-{step}")
+        waited = time.monotonic() - (preemption.requested_at or time.monotonic())
+        raise TrainingStopped(f"er train: preempted (SIGTERM) at step {step}; checkpoint {path} written "
+                              f"{waited:.1f} s after the signal; continue with --resume latest.",
+                              EXIT_PREEMPTED, path, trainer)
     return trainer
 
 
@@ -552,4 +627,17 @@ def launch_node(cfg: ERTrainConfig, command: Sequence[str], *, env: dict[str, st
     wait_for_main_process(cfg)
     if list(command[:2]) != ["accelerate", "launch"]:
         raise ConfigError(f"not an accelerate launch command: {shlex.join(command)}")
-    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *command[2:]], env=env).returncode
+    proc = subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", *command[2:]], env=env)
+
+    def forward(signum: int, frame: Any) -> None:  # torchrun passes SIGTERM on to every training process
+        proc.send_signal(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        return proc.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -58,6 +58,15 @@ logger = logging.getLogger(__name__)
 TRLRewardFunc = Callable[..., Awaitable[list[float | None]]]
 
 
+#: failures of the way to the grader (``details["kind"]`` of an error result): retried, never a reward
+OUTAGE_KINDS = ("SandboxUnavailable", "SandboxServerError")
+
+
+def _is_outage(res: RewardResult) -> bool:
+    """The service was not reached (or failed as a whole), as opposed to a grader verdict on this completion."""
+    return res.is_error and dict(res.details).get("kind") in OUTAGE_KINDS
+
+
 def problem_from_column(value: Any) -> Problem:
     """Parse one ``er_problem`` value (JSON text, a dict, or a :class:`Problem`).
 
@@ -80,10 +89,21 @@ def problem_from_column(value: Any) -> Problem:
 class _RewardFunc:
     """The callable :func:`make_reward_func` returns (a class so it pickles and names itself)."""
 
-    def __init__(self, task: str, reward: Any, on_reward_error: str, tokenizer: Any, name: str) -> None:
+    def __init__(self, task: str, reward: Any, on_reward_error: str, tokenizer: Any, name: str,
+                 retry_s: float = 0.0) -> None:
         self.task, self.reward, self.on_reward_error, self.tokenizer = task, reward, on_reward_error, tokenizer
+        self.retry_s = retry_s
+        self.stop_retrying: Callable[[], bool] = lambda: False  # e.g. SIGTERM arrived: give up the retries now
         self.__name__ = name
         self._problems: dict[str, Problem] = {}
+        self.reset_call()
+
+    def reset_call(self) -> None:
+        """Forget the last call's grader errors, outage and retries (read by ``trainers.resilience``)."""
+        self.last_errors: list[int] = []  # completions whose grader failed (a verdict, not the transport)
+        self.last_outage: list[int] = []  # completions left unscored: the service stayed unreachable
+        self.last_outage_reasons: list[str] = []
+        self.last_retries = 0
 
     def _problem(self, value: Any) -> Problem:
         key = value if isinstance(value, str) else None
@@ -136,20 +156,64 @@ class _RewardFunc:
         out: list[float | None] = [None] * n
         if mine:
             batch = ([problems[i] for i in mine], [texts[i] for i in mine])
-            acall = getattr(self.reward, "acall", None)
-            if acall is not None:
-                results = list(await acall(*batch))
-            else:
-                results = list(await asyncio.to_thread(self.reward, batch[0], batch[1]))
-            if len(results) != len(mine):
-                raise RewardError(f"{self.__name__}: the grader returned {len(results)} results for {len(mine)}.")
+            results = await self._score_with_retries(*batch)
             for i, res in zip(mine, results, strict=True):
+                if _is_outage(res):  # never a reward: the service was not reached
+                    self.last_outage.append(i)
+                    self.last_outage_reasons.append(str(dict(res.details).get("error", res.verdict)))
+                    continue
                 out[i] = self._value(problems[i], res)
+                if out[i] is None:
+                    self.last_errors.append(i)
             timeouts = sum(res.verdict == "timeout" for res in results)
         else:
             timeouts = 0
         self._log(kwargs, mine, out, timeouts)
         return out
+
+    async def _score(self, problems: list[Problem], texts: list[str]) -> list[RewardResult]:
+        acall = getattr(self.reward, "acall", None)
+        if acall is not None:
+            results = list(await acall(problems, texts))
+        else:
+            results = list(await asyncio.to_thread(self.reward, problems, texts))
+        if len(results) != len(problems):
+            raise RewardError(f"{self.__name__}: the grader returned {len(results)} results for {len(problems)}.")
+        return results
+
+    async def _score_with_retries(self, problems: list[Problem], texts: list[str]) -> list[RewardResult]:
+        """Score; completions the service could not be reached for are sent again for ``retry_s`` seconds.
+
+        Only those completions are re-sent (exponential backoff, tenacity); a grader
+        verdict (even ``internal_error`` for one submission) is never retried here.
+        """
+        from tenacity import AsyncRetrying, RetryError, retry_if_result, stop_after_delay, wait_exponential
+
+        results = await self._score(problems, texts)
+        todo = [i for i, r in enumerate(results) if _is_outage(r)]
+        if not todo or self.retry_s <= 0:
+            return results
+        logger.warning("%s: the reward service is unreachable for %d completions (%s); retrying for up to %g s",
+                       self.__name__, len(todo), dict(results[todo[0]].details).get("error"), self.retry_s)
+        retrying = AsyncRetrying(stop=stop_after_delay(self.retry_s) | (lambda state: self.stop_retrying()),
+                                 wait=wait_exponential(multiplier=1, max=30), retry=retry_if_result(bool),
+                                 reraise=False)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    self.last_retries += 1
+                    again = await self._score([problems[i] for i in todo], [texts[i] for i in todo])
+                    for i, res in zip(todo, again, strict=True):
+                        results[i] = res
+                    todo = [i for i in todo if _is_outage(results[i])]
+                if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
+                    attempt.retry_state.set_result(todo)
+        except RetryError:
+            pass
+        if not todo:
+            logger.warning("%s: the reward service answered again after %d retries", self.__name__,
+                           self.last_retries)
+        return results
 
     def _value(self, problem: Problem, res: RewardResult) -> float | None:
         if not res.is_error:
@@ -177,7 +241,7 @@ class _RewardFunc:
         if log_metric is None or not mine:
             return
         prefix = f"er/{self.task}_"
-        log_metric(prefix + "reward_errors", float(sum(out[i] is None for i in mine)))
+        log_metric(prefix + "reward_errors", float(len(self.last_errors)))
         log_metric(prefix + "checker_timeouts", float(timeouts))
         for name in ("thinking_tokens", "solution_tokens", "thinking_truncated"):
             if name in kwargs:
@@ -194,8 +258,8 @@ class _RewardFunc:
 
 
 def make_reward_func(task: str, endpoint: str | None = None, *, on_reward_error: str = "record",
-                     tokenizer: Any = None,
-                     reward: Any = None, name: str | None = None, **reward_kwargs: Any) -> TRLRewardFunc:
+                     tokenizer: Any = None, reward: Any = None, name: str | None = None, retry_s: float = 0.0,
+                     **reward_kwargs: Any) -> TRLRewardFunc:
     """A TRL reward function for ``task``, backed by ``er_env.rewards.default_reward``.
 
     Args:
@@ -207,6 +271,9 @@ def make_reward_func(task: str, endpoint: str | None = None, *, on_reward_error:
         reward: an ``er_env`` reward function to wrap instead of the default one.
         name: the function's ``__name__`` (TRL's metric key); default ``"<task>_reward"``. Give
             each of several reward functions of one task its own name, or their metrics merge.
+        retry_s: how long completions whose service could not be reached are sent again (exponential
+            backoff); still unscored after that, they are reported as an outage (``last_outage``, read by
+            :mod:`trainers.resilience`), never as a reward.
         **reward_kwargs: passed to ``default_reward`` (checker or judge settings).
 
     Returns:
@@ -224,7 +291,7 @@ def make_reward_func(task: str, endpoint: str | None = None, *, on_reward_error:
         from er_env.rewards import default_reward
 
         reward = default_reward(task, endpoint=endpoint, **reward_kwargs)
-    return _RewardFunc(task, reward, on_reward_error, tokenizer, name or f"{task}_reward")
+    return _RewardFunc(task, reward, on_reward_error, tokenizer, name or f"{task}_reward", retry_s)
 
 
 async def math_reward(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,

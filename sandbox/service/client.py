@@ -22,7 +22,9 @@ service's ``{"error", "detail"}`` JSON: a proxy in front, such as Ray Serve's, a
 for a replica that died), with exponential backoff ``backoff_s * 2**attempt``, or the
 server's ``Retry-After`` when that is longer (capped at :data:`MAX_RETRY_AFTER_S`).
 Judging is a pure function of the request, so a retried request whose first attempt did
-run gives the caller the same single result. A 4xx is the caller's mistake and raises
+run gives the caller the same single result; each request carries ``X-Request-ID`` (the
+SHA-256 of its body), so the server recognises a repeated delivery and answers it without
+scoring it again (:mod:`sandbox.service.idempotency`). A 4xx is the caller's mistake and raises
 :class:`SandboxRequestError` at once (except a 413 on a batch, which is split in halves
 and sent again, so a client whose ``batch_size`` exceeds the server's limit still
 works); a 500 raises :class:`SandboxServerError`. When the server stays unreachable,
@@ -39,6 +41,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -292,6 +296,10 @@ class SandboxClient:
     async def _request(self, method: str, path: str, payload: dict | None = None) -> dict[str, Any]:
         client, gate = self._aclient()
         url = f"{self.base_url}{path}"
+        body, headers = None, None
+        if payload is not None:  # one id for every delivery of this body (sandbox.service.idempotency)
+            body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json", "X-Request-ID": hashlib.sha256(body).hexdigest()}
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1),
                                  wait=self._wait(),
                                  retry=retry_if_exception_type(_Retry), reraise=True)
@@ -300,7 +308,7 @@ class SandboxClient:
                 with attempt:
                     try:
                         async with gate:
-                            resp = await client.request(method, url, json=payload)
+                            resp = await client.request(method, url, content=body, headers=headers)
                     except httpx.TransportError as exc:
                         raise _Retry(exc) from exc
                     if not self._final(resp, path):

@@ -16,7 +16,9 @@ Status codes: 400 malformed JSON; 401 a missing or unknown API key (with ``WWW-A
 413 body or batch/code/test count over a limit; 422 a well-formed request that cannot be judged
 (wrong types, missing fields, bad test spec); 429 the caller's key is over a quota (with
 ``Retry-After``); 503 overloaded (retry); 500 the core failed. Every error body is
-``{"error": kind, "detail": reason}``. Judging never runs on the event loop.
+``{"error": kind, "detail": reason}``. Judging never runs on the event loop. A ``/judge`` or
+``/math/check`` request whose ``X-Request-ID`` was already scored gets the first reply
+(:mod:`sandbox.service.idempotency`).
 
 Security (:mod:`sandbox.service.auth`, :mod:`sandbox.service.quota`): with ``api_key_file`` every
 route but ``/health`` (and ``/metrics`` with ``metrics_open``) needs ``Authorization: Bearer <key>``;
@@ -54,6 +56,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.service.auth import ANONYMOUS, BearerAuthMiddleware, KeyRing, check_bind, check_tls
 from sandbox.service.config import ENV_PREFIX, ServerConfig
+from sandbox.service.idempotency import HEADER, Replies
 from sandbox.service.quota import QuotaExceeded, QuotaGate, QuotaMiddleware, quota_response_parts
 from sandbox.service.service import InvalidRequest, Overloaded, SandboxService, ServiceError
 from sandbox.service.wire import (
@@ -94,6 +97,9 @@ class _Metrics:
         self.internal_errors = Counter("er_sandbox_internal_errors_total",
                                        "Core failures: 5xx replies and INTERNAL_ERROR results.", ["endpoint"],
                                        registry=self.registry)
+        self.duplicates = Counter("er_sandbox_duplicate_requests_total",
+                                  "Requests whose X-Request-ID was already scored: answered with the first reply.",
+                                  ["endpoint"], registry=self.registry)
 
 
 class _GuardMiddleware:
@@ -295,18 +301,22 @@ def create_app(config: ServerConfig | None = None, *, service: SandboxService | 
     errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
                                                for code in (400, 401, 413, 422, 429, 500, 503)}
 
+    replies = Replies(lambda endpoint: metrics.duplicates.labels(endpoint).inc())
+
     @app.post("/judge", response_model=JudgeResponse, responses=errors, summary="Judge code against tests")
     async def judge(req: JudgeRequest, request: Request) -> Any:
-        return await metered(request, len(req.submissions) if req.submissions is not None else 1,
-                             lambda: _serve("/judge", metrics, svc.ajudge(req), "verdict"))
+        return await replies.once("/judge", request.headers.get(HEADER), lambda: metered(
+            request, len(req.submissions) if req.submissions is not None else 1,
+            lambda: _serve("/judge", metrics, svc.ajudge(req), "verdict")))
 
     @app.post("/run", response_model=RunResponse, responses=errors, summary="Run one program on one stdin")
     async def run(req: RunRequest, request: Request) -> Any:
         return await metered(request, 1, lambda: _serve("/run", metrics, svc.arun(req), "status"))
 
     @app.post("/math/check", response_model=MathCheckResponse, responses=errors, summary="Check math answers")
-    async def math_check(req: MathCheckRequest) -> Any:
-        return await _serve("/math/check", metrics, svc.acheck_math(req), "status")
+    async def math_check(req: MathCheckRequest, request: Request) -> Any:
+        return await replies.once("/math/check", request.headers.get(HEADER),
+                                  lambda: _serve("/math/check", metrics, svc.acheck_math(req), "status"))
 
     @app.get("/health", summary="Isolation backend and math checker health")
     async def health() -> JSONResponse:
