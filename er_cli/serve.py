@@ -92,5 +92,5 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_dataclass_args(parser, ServeConfig)
+    add_dataclass_args(parser, ServeConfig, required=("model",))
     parser.set_defaults(func=_run, **_env_defaults())

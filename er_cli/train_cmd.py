@@ -92,7 +92,8 @@ def _run(ns: argparse.Namespace) -> int:
     cfg = load_recipe(ns.config, overrides)
     recipe = str(resolve_recipe_path(ns.config))
     plan = make_plan(cfg, recipe=recipe, extra_argv=_override_argv(overrides))
-    print(format_plan(plan), flush=True)
+    if not in_distributed_launch():  # the launching process printed it once for all ranks
+        print(format_plan(plan), flush=True)
     if ns.dry_run:
         print("dry run: nothing loaded or trained.")
         return 0
@@ -107,5 +108,7 @@ def _run(ns: argparse.Namespace) -> int:
     trainer = train(cfg)
     state = trainer.state
     last: dict[str, Any] = next((h for h in reversed(state.log_history) if "reward" in h), {})
-    print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; output in {cfg.output_dir}")
+    if trainer.accelerator.is_main_process:  # the ranks' logged metrics are the same gathered means
+        print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; "
+              f"output in {cfg.output_dir}")
     return 0

@@ -178,15 +178,33 @@ def grpo_kwargs(cfg: ERTrainConfig) -> dict[str, Any]:
         **({"vllm_mode": cfg.vllm_mode} if cfg.backend == "vllm" else {}),
         "remove_unused_columns": False,
         "ddp_timeout": cfg.rendezvous_timeout_s,
+        # every parameter of a causal LM takes part in the loss: DDP's search for unused ones only warns
+        "ddp_find_unused_parameters": False,
         **cfg.grpo,
     }
 
 
 def build_grpo_args(cfg: ERTrainConfig) -> Any:
     """A ``trl.GRPOConfig`` (its own checks run here, e.g. batch-size divisibility)."""
+    import dataclasses
+
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_kwargs(cfg))
+    # TRL 1.16 itself still reads and calls the old gradient_checkpointing names, which transformers >= 5.25
+    # answers with a FutureWarning per use; the recipe's own setting is translated below
+    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated",
+                            category=FutureWarning)
+    kwargs = grpo_kwargs(cfg)
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    # transformers >= 5.25 renamed gradient_checkpointing(_kwargs) to activation_checkpointing(_kwargs) and warns
+    # on the old names; older releases (the vLLM venv's 5.19) know only the old ones: a recipe may use either
+    for suffix in ("", "_kwargs"):
+        new, old = "activation_checkpointing" + suffix, "gradient_checkpointing" + suffix
+        if new in fields and old in kwargs:
+            kwargs[new] = kwargs.pop(old)
+        elif new not in fields and new in kwargs:
+            kwargs[old] = kwargs.pop(new)
+    return GRPOConfig(**kwargs)
 
 
 def in_distributed_launch() -> bool:
@@ -384,6 +402,7 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
     from er_env.data.templates import render_prompt
+    from er_env.quiet import quiet_model_loading
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
 
@@ -419,7 +438,7 @@ def build_trainer(cfg: ERTrainConfig) -> Any:
 
         rollout_func, reward_funcs, recorder = install_rank_records(cfg, rollout, reward_funcs)
         callbacks.append(recorder)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_model_loading():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
         trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
                               train_dataset=problems_to_dataset(problems), processing_class=tokenizer,

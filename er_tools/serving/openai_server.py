@@ -74,7 +74,10 @@ def load_generator(model: str, *, device: str = "cpu", dtype: str = "float32") -
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'.")
     tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-    lm = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(device)
+    from er_env.quiet import quiet_model_loading
+
+    with quiet_model_loading():
+        lm = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(device)
     return TransformersGenerator(lm, tokenizer)
 
 
