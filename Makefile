@@ -125,11 +125,11 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 lint: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
+	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations
 	$(PY) -m mypy
 
 test: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
+	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations
 	$(PY) -m mypy
 	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q tests -m "not vllm and not verifiers and not verl"

@@ -75,7 +75,7 @@ def _env_defaults() -> dict[str, Any]:
 def _run(ns: argparse.Namespace) -> int:
     import uvicorn
 
-    from er_tools.serving.openai_server import create_app, load_generator
+    from er_serving.server.openai_server import create_app, load_generator
 
     cfg = dataclass_from_args(ServeConfig, ns)
     generator = load_generator(cfg.model, device=cfg.device, dtype=cfg.dtype)

@@ -3,7 +3,7 @@
 Two callers drive it: :class:`~er_env.backends.hf.HFBackend` (rows are
 :class:`~er_env.budget.BudgetTracker` s: the budget protocol decides what is kept and
 when ``</think>`` is forced) and the ``er serve`` dev server
-(:mod:`er_tools.serving.generation`: a row follows vLLM's request semantics). What a
+(:mod:`er_serving.server.generation`: a row follows vLLM's request semantics). What a
 row does with a sampled token is the caller's; the loop owns batching, left padding,
 positions, the KV cache and sampling:
 
