@@ -18,7 +18,7 @@ __all__ = ["main", "add_dataclass_args", "dataclass_from_args"]
 
 #: subcommand modules, in the order ``er --help`` lists them
 SUBCOMMANDS = ["demo", "tiny_model", "generate", "serve", "proxy_cmd", "sandbox_cmd", "math_cmd", "train_cmd",
-               "eval_cmd"]
+               "eval_cmd", "doctor"]
 
 
 def _parse_bool(text: str) -> bool:
