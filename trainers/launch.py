@@ -99,7 +99,9 @@ def resolve_model(cfg: ERTrainConfig, build: bool = False) -> tuple[str, str]:
                               "directory (or use a hub name).")
         return str(path), f"local checkpoint {path}"
     if cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1:
-        raise ConfigError(f"model {cfg.model!r} looks like a local path but does not exist.")
+        hint = " Build it first: `er demo` (or `make demo`) writes runs/demo/tiny-model." \
+            if path.parts[-2:] == ("demo", "tiny-model") else ""
+        raise ConfigError(f"model {cfg.model!r} looks like a local path but does not exist.{hint}")
     return cfg.model, "hub model (downloaded by from_pretrained when training starts)"
 
 

@@ -24,6 +24,11 @@ BASH_TIMEOUT_S = 300
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
+    """The pages' shared working directory (``$ER_SNIPPETS_DIR`` keeps it for inspection and reruns)."""
+    if os.environ.get("ER_SNIPPETS_DIR"):
+        path = Path(os.environ["ER_SNIPPETS_DIR"])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     return tmp_path_factory.mktemp("snippets")
 
 
