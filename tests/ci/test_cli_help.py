@@ -46,9 +46,11 @@ def test_help(name, parser):
         flag = action.option_strings[-1]
         help_text = action.help or ""
         assert help_text.strip(), f"`{name} {flag}` has no help text"
-        # a flag documented as required is required (usage without brackets), unless a --config file may give it
+        # a flag documented as required is required (usage without brackets), unless a --config file or an
+        # environment variable may give it (the help says which)
         if "(required" in help_text and not action.required:
-            assert "--config" in help_text, f"`{name} {flag}` says required but is optional: {help_text!r}"
+            assert re.search(r"--config|ER_[A-Z_]+", help_text), \
+                f"`{name} {flag}` says required but is optional: {help_text!r}"
         if action.required:
             assert f"[{flag}" not in usage, f"`{name} {flag}` is required but shown in brackets"
             assert "(default:" not in help_text
