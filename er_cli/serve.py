@@ -47,7 +47,8 @@ class ServeConfig:
 
     """
 
-    model: str = field(default="", metadata={"help": "Model directory or hub name to serve (required; or ER_SERVE_MODEL)."})
+    model: str = field(default="", metadata={
+        "help": "Model directory or hub name to serve (required; or ER_SERVE_MODEL)."})
     served_model_name: str = field(default="", metadata={"help": "Model id clients send (default: --model)."})
     device: str = field(default="cpu", metadata={"help": "Torch device, e.g. cpu or cuda."})
     dtype: str = field(default="float32", metadata={"help": "Weight dtype: float32, bfloat16 or float16."})
