@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-NOISE = re.compile(r"\w*Warning: |\bdeprecated\b|find_unused_parameters|Loading weights|Writing model shards")
+NOISE = re.compile(r"\w*Warning: |\bdeprecated\b|find_unused_parameters=True|Loading weights|Writing model shards")
 
 
 def noise(output: str) -> list[str]:

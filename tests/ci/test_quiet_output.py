@@ -29,6 +29,7 @@ def test_noise_detector_sees_the_warnings_it_must():
     assert noise("x.py:3: FutureWarning: `past_key_values` is deprecated\nfine\n") == [
         "x.py:3: FutureWarning: `past_key_values` is deprecated"]
     assert noise("[W reducer.cpp:1] Warning: find_unused_parameters=True was specified") != []
+    assert noise("GRPOConfig: ddp_find_unused_parameters=False, seed=0") == []  # the plan line
     assert noise("Loading weights: 100%|###| 26/26") != []
     assert noise("reward 0.5, thinking tokens 12\n") == []
 
