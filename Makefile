@@ -43,7 +43,7 @@ VF_STAMP := $(VF_VENV)/.installed
 VF_LOG := $(VF_VENV)/install.log
 VFQUIET = >>$(VF_LOG) 2>&1 || { cat $(VF_LOG); echo "install failed (log: $(VF_LOG))" >&2; exit 1; }
 
-.PHONY: demo test test-vllm test-verifiers venv venv-vllm venv-verifiers lint clean gpu-wheelhouse gpu-check
+.PHONY: docs demo test test-vllm test-verifiers venv venv-vllm venv-verifiers lint clean gpu-wheelhouse gpu-check
 
 # The prepared GPU check (benchmarks/gpu_check.py): `make gpu-wheelhouse` here (network), then on the GPU
 # machine (torch, transformers, accelerate, peft; no network) `make gpu-check PYTHON_GPU=python3`.
@@ -61,7 +61,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) $(DROP_SITE_TESTS)
 	@# CPU torch first (a local wheel here), so nothing pulls multi-GB CUDA wheels
 	@$(PY) -m pip install -q torch==2.13.0 $(QUIET)
-	@$(PY) -m pip install -q -e '.[dev,openenv,skyrl,plan]' $(QUIET)
+	@$(PY) -m pip install -q -e '.[dev,openenv,skyrl,plan,docs]' $(QUIET)
 	@touch $(STAMP)
 
 $(VERL_STAMP): pyproject.toml Makefile
@@ -120,13 +120,18 @@ venv-vllm: $(VLLM_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/er demo
 
+# the documentation site into build/site (strict: broken links, missing pages and unresolved API references fail)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
 lint: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
+	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations
 	$(PY) -m mypy
 
 test: $(STAMP)
-	$(PY) -m ruff check er_env er_cli er_tools sandbox trainers er_integrations
+	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations
 	$(PY) -m mypy
+	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q tests -m "not vllm and not verifiers and not verl"
 	$(MAKE) --no-print-directory test-vllm
 	$(MAKE) --no-print-directory test-verifiers

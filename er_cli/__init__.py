@@ -18,7 +18,7 @@ __all__ = ["main", "add_dataclass_args", "dataclass_from_args"]
 
 #: subcommand modules, in the order ``er --help`` lists them
 SUBCOMMANDS = ["demo", "tiny_model", "generate", "serve", "proxy_cmd", "sandbox_cmd", "math_cmd", "train_cmd",
-               "eval_cmd"]
+               "eval_cmd", "doctor"]
 
 
 def _parse_bool(text: str) -> bool:
@@ -38,9 +38,18 @@ def _optional(conv):  # "none" -> None for Optional fields
     return parse
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add one ``--flag`` per field of dataclass ``cls`` (help from ``metadata['help']``)."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
+                       required: Sequence[str] = ()) -> None:
+    """Add one ``--flag`` per field of dataclass ``cls`` (help from ``metadata['help']``).
+
+    Placeholders follow argparse's own style (the flag's name in capitals, ``--model MODEL``), as for
+    every hand-written flag. A field named in ``required`` is a required flag (shown without brackets
+    in the usage line, and without a default); other fields show their default once.
+    """
     hints = typing.get_type_hints(cls)
+    unknown = set(required) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"required names no field of {cls.__name__}: {sorted(unknown)}")
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
@@ -55,12 +64,15 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         )
-        help_text = f.metadata.get("help", "") + f" (default: {default!r})"
-        parser.add_argument(
-            f"--{prefix}{f.name.replace('_', '-')}", dest=f"{prefix}{f.name}",
-            type=_optional(conv) if optional else conv, default=default, help=help_text,
-            metavar=getattr(base, "__name__", "VALUE").upper(),
-        )
+        help_text = f.metadata.get("help", "")
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
+        if f.name in required:
+            parser.add_argument(flag, dest=f"{prefix}{f.name}", type=conv, required=True, help=help_text)
+            continue
+        if "default" not in help_text.lower():  # the help text may name its default itself
+            help_text += f" (default: {default!r})"
+        parser.add_argument(flag, dest=f"{prefix}{f.name}", type=_optional(conv) if optional else conv,
+                            default=default, help=help_text)
 
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace, prefix: str = "") -> Any:
@@ -80,7 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without a description of its own its one-line help as description.
+
+    ``er COMMAND --help`` then always says what the command does (argparse shows ``help`` only
+    in the parent's command list).
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, child in action.choices.items():
+                if not child.description and helps.get(name):
+                    child.description = helps[name]
+                _describe(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

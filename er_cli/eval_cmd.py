@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = ev.add_subparsers(dest="eval_action", metavar="ACTION")
 
     run = actions.add_parser("run", help="Run or resume a budget sweep; write DIR/results.json, summary.md, plots.")
-    add_dataclass_args(run, EvalConfig)
+    add_dataclass_args(run, EvalConfig, required=("model", "dataset", "out"))
     run.add_argument("--quiet", action="store_true", help="No progress bars.")
     run.set_defaults(func=_run)
 

@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Apply the chat template to --prompt, run thinking (<= --think tokens, </think> forced "
         "if needed) then the solution (<= --solution tokens), and print the BudgetedCompletion as JSON.",
     )
-    add_dataclass_args(parser, GenerateConfig)
+    add_dataclass_args(parser, GenerateConfig, required=("model", "prompt"))
     parser.set_defaults(func=_run)
 
 

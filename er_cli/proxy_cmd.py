@@ -33,7 +33,7 @@ _UNSET = object()
 
 def _settings(ns: argparse.Namespace) -> Any:
     """The :class:`ProxyConfig` from env vars, then ``--config``, then the flags the user gave."""
-    from er_tools.proxy.config import ProxyConfig, load_config
+    from er_serving.proxy.config import ProxyConfig, load_config
 
     hints = typing.get_type_hints(ProxyConfig)
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ProxyConfig) if getattr(ns, f.name) is not _UNSET}
@@ -51,7 +51,7 @@ def _settings(ns: argparse.Namespace) -> Any:
 def _run(ns: argparse.Namespace) -> int:
     import uvicorn
 
-    from er_tools.proxy.app import create_app
+    from er_serving.proxy.app import create_app
     from sandbox.service.auth import KeyRing, check_bind
 
     cfg = _settings(ns)
@@ -66,7 +66,7 @@ def _run(ns: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``er proxy`` to the ``er`` command line."""
-    from er_tools.proxy.config import ProxyConfig
+    from er_serving.proxy.config import ProxyConfig
 
     parser = subparsers.add_parser(
         "proxy",

@@ -47,7 +47,8 @@ class ServeConfig:
 
     """
 
-    model: str = field(default="", metadata={"help": "Model directory or hub name to serve (required)."})
+    model: str = field(default="", metadata={
+        "help": "Model directory or hub name to serve (required; or ER_SERVE_MODEL)."})
     served_model_name: str = field(default="", metadata={"help": "Model id clients send (default: --model)."})
     device: str = field(default="cpu", metadata={"help": "Torch device, e.g. cpu or cuda."})
     dtype: str = field(default="float32", metadata={"help": "Weight dtype: float32, bfloat16 or float16."})
@@ -75,7 +76,7 @@ def _env_defaults() -> dict[str, Any]:
 def _run(ns: argparse.Namespace) -> int:
     import uvicorn
 
-    from er_tools.serving.openai_server import create_app, load_generator
+    from er_serving.server.openai_server import create_app, load_generator
 
     cfg = dataclass_from_args(ServeConfig, ns)
     generator = load_generator(cfg.model, device=cfg.device, dtype=cfg.dtype)

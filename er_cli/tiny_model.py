@@ -23,17 +23,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--multi-token-think-end", action="store_true",
         help="Make </think> several BPE tokens instead of one special token (for tests).",
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="Rebuild even when --out already holds a model built with the same settings.",
+    )
     add_dataclass_args(parser, TinyModelConfig)
     parser.set_defaults(func=_run)
 
 
+#: written next to the model: the settings it was built with (a rerun with the same settings reuses it)
+SETTINGS_FILE = "er_tiny_model.json"
+
+
 def _run(ns: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    from pathlib import Path
+
     from er_cli import dataclass_from_args
     from er_tools.tiny_model import TinyModelConfig, build_tiny_model
 
-    path = build_tiny_model(
-        ns.out, seed=ns.seed, think_end_single_token=not ns.multi_token_think_end,
-        config=dataclass_from_args(TinyModelConfig, ns),
-    )
+    config = dataclass_from_args(TinyModelConfig, ns)
+    settings = {"seed": ns.seed, "multi_token_think_end": bool(ns.multi_token_think_end),
+                "config": dataclasses.asdict(config)}
+    marker = Path(ns.out) / SETTINGS_FILE
+    if not ns.force and marker.is_file() and (Path(ns.out) / "config.json").is_file():
+        try:
+            same = json.loads(marker.read_text()) == settings
+        except ValueError:
+            same = False
+        if same:
+            print(f"{ns.out} already holds a tiny model built with these settings (--force rebuilds it)")
+            return 0
+    marker.unlink(missing_ok=True)
+    path = build_tiny_model(ns.out, seed=ns.seed, think_end_single_token=not ns.multi_token_think_end,
+                            config=config)
+    (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
     print(path)
     return 0

@@ -142,8 +142,11 @@ def _run(ns: argparse.Namespace) -> int:
         return 0 if _resources(cfg, ns, required=True) else 1
     recipe = str(resolve_recipe_path(ns.config))
     plan = make_plan(cfg, recipe=recipe, extra_argv=_override_argv(overrides))
-    print(format_plan(plan), flush=True)
-    fits = None if in_distributed_launch() else _resources(cfg, ns, required=False)
+    if not in_distributed_launch():  # the launching process printed it once for all ranks
+        print(format_plan(plan), flush=True)
+        fits = _resources(cfg, ns, required=False)
+    else:
+        fits = None
     if ns.dry_run:
         print("dry run: nothing loaded or trained." + (" The resource plan does NOT fit." if fits is False else ""))
         return 1 if fits is False else 0
@@ -171,5 +174,7 @@ def _run(ns: argparse.Namespace) -> int:
         return stop.exit_status
     state = trainer.state
     last: dict[str, Any] = next((h for h in reversed(state.log_history) if "reward" in h), {})
-    print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; output in {cfg.output_dir}")
+    if trainer.accelerator.is_main_process:  # the ranks' logged metrics are the same gathered means
+        print(f"trained {state.global_step} steps; last logged reward {last.get('reward')!r}; "
+              f"output in {cfg.output_dir}")
     return 0

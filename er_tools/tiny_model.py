@@ -348,7 +348,10 @@ def build_tiny_model(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, do_sample=False,
     )
-    model.save_pretrained(out)
+    from er_env.quiet import quiet_model_loading
+
+    with quiet_model_loading():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _patch_tokenizer_config(out / "tokenizer_config.json")
     return out

@@ -80,6 +80,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """The demo's model (``er demo``'s ``runs/demo/tiny-model``: the tiny model trained on every embedded problem),
+    built once per test session."""
+    from er_tools.demo_model import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("demo-model") / "tiny-model")
+
+
 # resource fixtures -> markers, so `pytest -m docker` / `-m shared_data` select what needs them
 _FIXTURE_MARKERS = {"docker_engine": "docker", "shared_data": "shared_data"}
 

@@ -101,7 +101,9 @@ def resolve_model(cfg: ERTrainConfig, build: bool = False) -> tuple[str, str]:
                               "directory (or use a hub name).")
         return str(path), f"local checkpoint {path}"
     if cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1:
-        raise ConfigError(f"model {cfg.model!r} looks like a local path but does not exist.")
+        hint = " Build it first: `er demo` (or `make demo`) writes runs/demo/tiny-model." \
+            if path.parts[-2:] == ("demo", "tiny-model") else ""
+        raise ConfigError(f"model {cfg.model!r} looks like a local path but does not exist.{hint}")
     return cfg.model, "hub model (downloaded by from_pretrained when training starts)"
 
 
@@ -186,15 +188,33 @@ def grpo_kwargs(cfg: ERTrainConfig) -> dict[str, Any]:
         **({"vllm_mode": cfg.vllm_mode} if cfg.backend == "vllm" else {}),
         "remove_unused_columns": False,
         "ddp_timeout": cfg.rendezvous_timeout_s,
+        # every parameter of a causal LM takes part in the loss: DDP's search for unused ones only warns
+        "ddp_find_unused_parameters": False,
         **cfg.grpo,
     }
 
 
 def build_grpo_args(cfg: ERTrainConfig) -> Any:
     """A ``trl.GRPOConfig`` (its own checks run here, e.g. batch-size divisibility)."""
+    import dataclasses
+
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_kwargs(cfg))
+    # TRL 1.16 itself still reads and calls the old gradient_checkpointing names, which transformers >= 5.25
+    # answers with a FutureWarning per use; the recipe's own setting is translated below
+    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated",
+                            category=FutureWarning)
+    kwargs = grpo_kwargs(cfg)
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    # transformers >= 5.25 renamed gradient_checkpointing(_kwargs) to activation_checkpointing(_kwargs) and warns
+    # on the old names; older releases (the vLLM venv's 5.19) know only the old ones: a recipe may use either
+    for suffix in ("", "_kwargs"):
+        new, old = "activation_checkpointing" + suffix, "gradient_checkpointing" + suffix
+        if new in fields and old in kwargs:
+            kwargs[new] = kwargs.pop(old)
+        elif new not in fields and new in kwargs:
+            kwargs[old] = kwargs.pop(new)
+    return GRPOConfig(**kwargs)
 
 
 def in_distributed_launch() -> bool:
@@ -404,6 +424,7 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
 
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
+    from er_env.quiet import quiet_model_loading
     from trainers.resilience import Preemption, ResilienceCallback, trainer_class
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
@@ -448,7 +469,7 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
 
         rollout_func, reward_funcs, recorder = install_rank_records(cfg, rollout, reward_funcs)
         callbacks.append(recorder)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_model_loading():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
         trainer = trainer_class()(model=model, reward_funcs=reward_funcs, args=build_grpo_args(cfg),
                                   train_dataset=problems_to_dataset(problems), processing_class=tokenizer,

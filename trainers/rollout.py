@@ -170,7 +170,8 @@ def current_policy(trainer: Any) -> Iterator[Any]:
         model = stack.enter_context(unwrap_model_for_generation(
             trainer.model_wrapped, trainer.accelerator,
             gather_deepspeed3_params=getattr(args, "ds3_gather_for_generation", True),
-            gradient_checkpointing_kwargs=getattr(args, "gradient_checkpointing_kwargs", None),
+            gradient_checkpointing_kwargs=getattr(args, "activation_checkpointing_kwargs",
+                                                  getattr(args, "gradient_checkpointing_kwargs", None)),
         ))
         stack.enter_context(torch.no_grad())
         if dist is not None and hasattr(dist, "summon_full_params"):

@@ -3,7 +3,7 @@
 Two callers drive it: :class:`~er_env.backends.hf.HFBackend` (rows are
 :class:`~er_env.budget.BudgetTracker` s: the budget protocol decides what is kept and
 when ``</think>`` is forced) and the ``er serve`` dev server
-(:mod:`er_tools.serving.generation`: a row follows vLLM's request semantics). What a
+(:mod:`er_serving.server.generation`: a row follows vLLM's request semantics). What a
 row does with a sampled token is the caller's; the loop owns batching, left padding,
 positions, the KV cache and sampling:
 
@@ -99,14 +99,17 @@ class CachedDecoder:
         self.device = next(model.parameters()).device
         params = inspect.signature(model.forward).parameters
         self._keep_arg = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in params), None)
+        # transformers >= 5.25 names the KV cache ``cache`` (``past_key_values`` is deprecated there);
+        # older releases (the vLLM venv's 5.19) only know ``past_key_values``
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def forward(self, ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, cache: Any = None
                 ) -> tuple[torch.Tensor, Any]:
         """One model call; returns the last position's logits (float32) and the cache."""
         kwargs = {self._keep_arg: 1} if self._keep_arg else {}
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True,
-                         **kwargs)
-        return out.logits[:, -1, :].float(), out.past_key_values
+        kwargs[self._cache_arg] = cache
+        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **kwargs)
+        return out.logits[:, -1, :].float(), getattr(out, self._cache_arg)
 
     @torch.inference_mode()
     def run(self, rows: Sequence[DecodeRow], prefixes: Sequence[Sequence[int]], sampling: SamplingConfig,

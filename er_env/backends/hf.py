@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from er_env.backends.base import Backend, BackendError, DependencyNotInstalled, SamplingConfig
 from er_env.budget import Budget, BudgetedCompletion, BudgetError, BudgetTracker, Phase
+from er_env.quiet import quiet_model_loading
 from er_env.tokens import special_tokens
 
 try:  # lazy-import hint: this module is only imported when the backend is used
@@ -114,7 +115,8 @@ class HFBackend(Backend):
         if isinstance(model, str):
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(model)
-            model = transformers.AutoModelForCausalLM.from_pretrained(model, **_dtype_kwarg(dtype, device))
+            with quiet_model_loading():
+                model = transformers.AutoModelForCausalLM.from_pretrained(model, **_dtype_kwarg(dtype, device))
         elif tokenizer is None:
             name = getattr(model, "name_or_path", "") or ""
             if not name:

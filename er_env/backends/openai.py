@@ -16,7 +16,7 @@ that accepts token-id prompts and returns the completion's token ids:
   ``choices[0].logprobs.token_logprobs``. A stop id that ended generation is part
   of the ids, as vLLM returns it.
 
-Tested against ``er serve`` (:mod:`er_tools.serving`), which follows vLLM's schema;
+Tested against ``er serve`` (:mod:`er_serving.server`), which follows vLLM's schema;
 ``vllm serve MODEL`` speaks the same protocol.
 
 Errors: transport errors and 5xx answers are retried (``max_retries``, exponential

@@ -130,8 +130,9 @@ class _Job:
             if ctx is not None and len(ids) >= ctx:
                 raise EvalError(
                     f"Problem {problem.id!r} of {self.dataset!r}: its prompt has {len(ids)} tokens but the model "
-                    f"context is {ctx}; use a model with a longer context or leave the problem out (--limit, or a "
-                    "filtered dataset file)."
+                    f"context is {ctx}; use a model with a longer context (a model from `er tiny-model`: rebuild it "
+                    f"with --max-position-embeddings 4096, or at least {len(ids) + 1} plus the budgets) or leave the "
+                    "problem out (--limit, or a filtered dataset file)."
                 )
             self._prompts[cache_key] = (text, ids)
         return self._prompts[cache_key][1]

@@ -8,7 +8,7 @@
   ``ray start`` processes on 127.0.0.1 (tests and benchmarks; brought down by process group).
 
 The HTTP API is the one of :mod:`sandbox.service.server`; :class:`sandbox.service.client.SandboxClient` is
-pointed at the proxy's URL. Deployment guide: ``sandbox/cluster/README.md``.
+pointed at the proxy's URL. Deployment guide: ``docs/guides/reward-cluster.md``.
 Nothing here imports Ray at module import time except :mod:`sandbox.cluster.deployment`.
 """
 

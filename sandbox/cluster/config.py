@@ -53,7 +53,7 @@ class ClusterConfig:
         metrics_port: port where each replica serves its Prometheus metrics on its node (0: off).
         metrics_host: interface of that port.
 
-    > Parameters of security (see ``sandbox/cluster/README.md``, "Security")
+    > Parameters of security (see ``docs/security.md``)
 
     Attributes:
         ray_token_file: file holding the Ray cluster's auth token (``chmod 600``; the same token on every

@@ -55,7 +55,7 @@ RAY_AUTH_WARNING = """
 WARNING: the Ray cluster at {address} does not enforce token authentication ({why}).
 Anyone who reaches its GCS, dashboard or jobs API runs arbitrary code on every node (ShadowRay,
 CVE-2023-48022). Restart every node with RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/etc/er/ray_token
-(the same token, chmod 600) and deploy with --ray-token-file /etc/er/ray_token; see sandbox/cluster/README.md.
+(the same token, chmod 600) and deploy with --ray-token-file /etc/er/ray_token; see docs/security.md.
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """
 

@@ -5,5 +5,5 @@ Stdlib only (no pydantic, no HTTP, no Docker): :mod:`~sandbox.core.spec` (test s
 :mod:`~sandbox.core.compare` (the ``lcb`` and ``lenient`` output comparisons),
 :mod:`~sandbox.core.extract` (code out of a completion), :mod:`~sandbox.core.errors` (the
 package's exception hierarchy) and :mod:`~sandbox.core.judge` (spec + code -> verdict, over
-any :class:`~sandbox.isolation.base.IsolationBackend`).
+any :class:`~sandbox.core.isolation.IsolationBackend`).
 """

@@ -1,6 +1,6 @@
 """Typed run jobs, limits and outcomes: what crosses the isolation boundary (stdlib only).
 
-The judge builds a :class:`RunJob`, an :class:`~sandbox.isolation.base.IsolationBackend`
+The judge builds a :class:`RunJob`, an :class:`~sandbox.core.isolation.IsolationBackend`
 runs it and returns a :class:`RunOutcome` with one :class:`TestRun` per executed test, whose
 :class:`FinishReason` says how the program ended. These are plain dataclasses and enums, as
 go-judge's ``envexec.Cmd``/``envexec.Result``/``envexec.Status``; their JSON form (the

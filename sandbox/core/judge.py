@@ -1,7 +1,7 @@
 """The judge: spec + program (or completion) -> verdicts, via an isolation backend.
 
 The trusted side of the sandbox: it extracts the code, builds a typed
-:class:`~sandbox.core.jobs.RunJob`, has an :class:`~sandbox.isolation.base.IsolationBackend` run it,
+:class:`~sandbox.core.jobs.RunJob`, has an :class:`~sandbox.core.isolation.IsolationBackend` run it,
 and compares outputs itself (:mod:`sandbox.core.compare`). Infrastructure failures become
 ``INTERNAL_ERROR``, never ``WA``.
 
@@ -24,6 +24,7 @@ from typing import Any
 from sandbox.core import compare
 from sandbox.core.errors import SandboxError
 from sandbox.core.extract import extract_code
+from sandbox.core.isolation import IsolationBackend
 from sandbox.core.jobs import (
     FinishReason,
     Harness,
@@ -39,7 +40,6 @@ from sandbox.core.jobs import (
 )
 from sandbox.core.spec import TestSpec
 from sandbox.core.verdicts import JudgeResult, TestResult, Verdict
-from sandbox.isolation.base import IsolationBackend
 
 __all__ = ["Judge", "JudgeConfig", "Submission"]
 

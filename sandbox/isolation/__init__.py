@@ -1,4 +1,4 @@
-"""Isolation backends behind one interface (:class:`~sandbox.isolation.base.IsolationBackend`).
+"""Isolation backends behind one interface (:class:`~sandbox.core.isolation.IsolationBackend`).
 
 Backends are registered as ``"module:Class"`` strings so importing this package loads none
 of them (the docker SDK is imported only when the docker backend is asked for):
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from sandbox.isolation.base import IsolationBackend
+from sandbox.core.isolation import IsolationBackend
 
 __all__ = ["BACKENDS", "get_backend", "IsolationBackend"]
 

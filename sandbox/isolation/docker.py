@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.isolation import IsolationBackend
 from sandbox.core.jobs import DEFAULT_LIMITS, RunJob, RunOutcome, TestInput
 from sandbox.core.pool import WorkerPool
-from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.docker_image import WORKER_IMAGE, ensure_worker_image
 from sandbox.isolation.lines import LineBuffer
 

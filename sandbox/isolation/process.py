@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, SandboxError
+from sandbox.core.isolation import IsolationBackend
 from sandbox.core.jobs import RunJob, RunOutcome
 from sandbox.core.pool import WorkerPool
-from sandbox.isolation.base import IsolationBackend
 from sandbox.isolation.lines import LineBuffer
 from sandbox.isolation.staging import runner_launch
 

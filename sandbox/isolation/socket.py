@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.core.errors import BackendUnavailable, RunnerProtocolError, SandboxError
+from sandbox.core.isolation import IsolationBackend
 from sandbox.core.jobs import RunJob, RunOutcome
-from sandbox.isolation.base import IsolationBackend
 
 __all__ = ["SocketBackend", "SocketBackendConfig", "SocketIsolation", "DEFAULT_SOCKET_DIR"]
 

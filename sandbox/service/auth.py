@@ -255,7 +255,7 @@ class KeyRing:
     def authenticate(self, header: str | None) -> str | None:
         """The caller's key id from an ``Authorization`` header value (None: refuse).
 
-        This is the shape of ``er_tools.proxy.app.Authenticator``.
+        This is the shape of ``er_serving.proxy.app.Authenticator``.
         """
         self.maybe_reload()
         return self.identify(parse_bearer(header))

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible server (er_tools.serving) in-process, and the `er serve` CLI."""
+"""The OpenAI-compatible server (er_serving.server) in-process, and the `er serve` CLI."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ NAME = "tiny"
 
 @pytest.fixture(scope="module")
 def generator(tiny_model_dir):
-    from er_tools.serving.openai_server import load_generator
+    from er_serving.server.openai_server import load_generator
 
     return load_generator(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
 def client(generator):
-    from er_tools.serving.openai_server import create_app
+    from er_serving.server.openai_server import create_app
 
     return TestClient(create_app(generator, model_name=NAME))
 
@@ -133,7 +133,7 @@ def test_bad_requests_are_4xx_with_reason(client, body, status, needle):
 
 
 def test_generation_failure_is_500(generator, monkeypatch):
-    from er_tools.serving.openai_server import create_app
+    from er_serving.server.openai_server import create_app
 
     app_client = TestClient(create_app(generator, model_name=NAME))
     monkeypatch.setattr(generator, "_decode", lambda *a: (_ for _ in ()).throw(RuntimeError("kernel died")))

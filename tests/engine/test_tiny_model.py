@@ -76,3 +76,20 @@ def test_cli_builds_model(tmp_path, capsys):
     assert main(["tiny-model", "--out", str(out), "--train-steps", "0", "--hidden-size", "32"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert json.loads((out / "config.json").read_text())["hidden_size"] == 32
+
+
+def test_cli_reuses_a_model_built_with_the_same_settings(tmp_path, capsys):
+    from er_cli import main
+
+    out = tmp_path / "cli-model"
+    args = ["tiny-model", "--out", str(out), "--train-steps", "0", "--hidden-size", "32"]
+    assert main(args) == 0
+    built = (out / "model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0  # same settings: reused, not rebuilt
+    assert "already holds a tiny model" in capsys.readouterr().out
+    assert (out / "model.safetensors").stat().st_mtime_ns == built
+    assert main([*args[:-1], "48"]) == 0  # other settings: rebuilt
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 48
+    assert main([*args[:-1], "48", "--force"]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(out))

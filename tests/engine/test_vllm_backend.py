@@ -3,7 +3,7 @@
 vLLM needs CUDA, so these tests put a fake ``vllm`` module in ``sys.modules``: its
 ``LLM.generate`` takes token-id prompts and ``SamplingParams`` and answers with
 ``RequestOutput``/``CompletionOutput``-shaped objects, backed by the real tiny model
-(:class:`~er_tools.serving.generation.TransformersGenerator`, which follows vLLM's
+(:class:`~er_serving.server.generation.TransformersGenerator`, which follows vLLM's
 stop-id, stop-string and ``thinking_token_budget`` semantics). Greedy results must
 equal HFBackend's token for token. Where vLLM itself is importable (a vLLM venv),
 the fake uses vLLM's own ``SamplingParams``, ``CompletionOutput``,
@@ -95,7 +95,7 @@ class FakeLLM:
     instances: list = []
 
     def __init__(self, model, **kwargs):
-        from er_tools.serving.openai_server import load_generator
+        from er_serving.server.openai_server import load_generator
 
         self.kwargs = kwargs
         self.calls: list[tuple[list, list]] = []
@@ -108,7 +108,7 @@ class FakeLLM:
         return self.gen.tokenizer
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True):
-        from er_tools.serving.generation import GenerationParams
+        from er_serving.server.generation import GenerationParams
 
         assert use_tqdm is False
         assert isinstance(sampling_params, list) and len(sampling_params) == len(prompts)

@@ -69,15 +69,13 @@ def test_demo_model_targets_are_graded_correct():
 
 
 @pytest.mark.slow
-def test_demo_model_earns_rewards_and_budget_cuts_reasoning(tmp_path):
-    """The demo model (trained on a few embedded problems) solves some of them at a large budget."""
+def test_demo_model_earns_rewards_and_budget_cuts_reasoning(demo_model_dir, tmp_path):
+    """The demo model (trained on the embedded problems) solves some of them at a large budget."""
     from rich.console import Console
 
-    from er_env.data import load_problems
-    from er_tools.demo_model import build_demo_model, is_demo_model
+    from er_tools.demo_model import is_demo_model
 
-    problems = load_problems("embedded:math", limit=3) + load_problems("embedded:code", limit=2)
-    model = build_demo_model(tmp_path / "model", problems=problems)
+    model = demo_model_dir
     assert is_demo_model(model) and not is_demo_model(tmp_path)
     cfg = DemoConfig(out=str(tmp_path / "demo"), budgets="8:8,64:128", math_problems=3, code_problems=2,
                      group_size=2, temperature=0.0, model=str(model))

@@ -222,3 +222,16 @@ def test_vllm_backend_sweep_matches_hf(shared_data, eval_vllm_llm, tmp_path):
     pairs = zip(ours, sorted(hf["samples"], key=key), strict=True)
     for a, b in pairs:
         assert [a[f] for f in fields] == [b[f] for f in fields]
+
+
+def test_prompt_longer_than_the_context_names_the_fix(tiny_model_dir, tmp_path, capsys):
+    """The tiny model's 512-token context: the error says how to rebuild it with a longer one."""
+    from er_cli import main
+
+    data = tmp_path / "long.json"
+    data.write_text(json.dumps([{"problem": "Add these numbers: " + " + ".join(["7"] * 400), "answer": "2800"}]))
+    args = ["eval", "run", "--model", str(tiny_model_dir), "--device", "cpu", "--dataset", str(data),
+            "--format", "math", "--budgets", "4:4", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--max-position-embeddings" in err and "context is 512" in err

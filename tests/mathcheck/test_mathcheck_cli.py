@@ -32,3 +32,14 @@ def test_multi_part_and_alternatives(capsys):
     assert code == 0 and out["status"] == "correct"
     code, out = run(capsys, "--gold", "7", "--gold", "9", "--pred", "9")
     assert code == 0 and out["matched_gold"] == "9"
+
+
+def test_check_on_a_reward_service_endpoint(capsys):
+    """``--endpoint``: the same verdicts from a real reward service process."""
+    from sandbox.service.local_server import LocalServer
+
+    with LocalServer(judge_workers=1, math_workers=1) as server:
+        code, out = run(capsys, "--gold", "\\frac12", "--pred", "0.5", "--endpoint", server.url)
+        assert code == 0 and out["status"] == "correct" and out["extracted"] == "0.5"
+        code, out = run(capsys, "--gold", "3", "--completion", "x</think> \\boxed{4}", "--endpoint", server.url)
+        assert code == 1 and out["status"] == "wrong"

@@ -6,7 +6,7 @@ import pytest
 
 from er_cli import build_parser
 from er_cli.proxy_cmd import _run, _settings
-from er_tools.proxy.config import ProxyConfig, parse_effort_table
+from er_serving.proxy.config import ProxyConfig, parse_effort_table
 
 BASE = ["proxy", "--upstream", "http://a:1/v1,http://b:2/", "--model", "m", "--tokenizer", "tiny"]
 

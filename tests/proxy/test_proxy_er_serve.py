@@ -6,8 +6,8 @@ first upstream is down from the start.
 
 from __future__ import annotations
 
-from er_tools.proxy.app import create_app
-from er_tools.proxy.config import ProxyConfig
+from er_serving.proxy.app import create_app
+from er_serving.proxy.config import ProxyConfig
 from tests.engine.test_openai_backend import MODEL, server_url  # noqa: F401 - the `er serve` process fixture
 from tests.proxy.fake_upstream import free_port, serve_in_thread
 from tests.proxy.real_checks import check_proxy_equals_backend

@@ -20,8 +20,8 @@ from er_env.backends.base import SamplingConfig
 from er_env.backends.openai import OpenAIBackend
 from er_env.budget import Budget
 from er_env.tokens import TINY_TOKENIZER_DIR, load_tokenizer, special_tokens
-from er_tools.proxy.app import create_app
-from er_tools.proxy.config import ProxyConfig
+from er_serving.proxy.app import create_app
+from er_serving.proxy.config import ProxyConfig
 from tests.proxy.fake_upstream import FakeUpstream, free_port, serve_in_thread
 
 MODEL = "fake"

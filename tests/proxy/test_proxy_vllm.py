@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from er_tools.proxy.app import create_app
-from er_tools.proxy.config import ProxyConfig
+from er_serving.proxy.app import create_app
+from er_serving.proxy.config import ProxyConfig
 from tests.proxy.fake_upstream import serve_in_thread
 from tests.proxy.real_checks import check_proxy_equals_backend
 

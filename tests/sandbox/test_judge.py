@@ -10,7 +10,7 @@ from sandbox.core.judge import Judge, JudgeConfig, Submission
 from sandbox.core.spec import SpecError
 from sandbox.core.verdicts import JudgeResult, Verdict
 from sandbox.isolation import get_backend
-from sandbox.isolation.base import IsolationBackend
+from sandbox.core.isolation import IsolationBackend
 
 STDIO = {"kind": "stdio", "cases": [{"input": "2\n", "output": "4\n"}, {"input": "5\n", "output": "10\n"}]}
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from sandbox.core.errors import SandboxError
 from sandbox.core.jobs import RunOutcome
-from sandbox.isolation.base import IsolationBackend
+from sandbox.core.isolation import IsolationBackend
 from sandbox.mathcheck.verdict import MathStatus, MathVerdict
 from sandbox.service.config import parse_bool
 from sandbox.service.server import ServerConfig, create_app

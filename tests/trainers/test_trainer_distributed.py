@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from trainers.config import ConfigError, load_recipe
+from tests.quiet_output import assert_quiet
 
 REPO = Path(__file__).resolve().parents[2]
 DENSE = '''
@@ -199,6 +200,10 @@ def test_two_rank_grpo_with_one_reward_service(tiny_model_dir, tmp_path):
     errors = "\n".join(ln for ln in proc.stderr.splitlines() if "Warning" not in ln)
     assert proc.returncode == 0, proc.stdout[-3000:] + errors[-12000:]
     print(f"2-rank GRPO, 2 steps: {elapsed:.1f} s")
+    # quiet output (issue 26): the plan and the result once for both ranks, no warnings, no loading bars
+    assert proc.stdout.count("Elastic Reasoning GRPO plan") == 1, proc.stdout
+    assert proc.stdout.count("trained 2 steps") == 1, proc.stdout
+    assert_quiet(proc.stdout + proc.stderr, "er train with 2 processes")
     ranks = _records(out)
     assert sorted(ranks) == [0, 1]
     rollouts = {r: [x for x in rows if x["event"] == "rollout"] for r, rows in ranks.items()}

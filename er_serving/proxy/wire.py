@@ -4,7 +4,7 @@ Requests follow the OpenAI chat / completions APIs plus vLLM's extensions and th
 proxy's budget fields (``thinking_token_budget`` (vLLM's name) or ``max_thinking_tokens``,
 ``solution_token_budget``, ``reasoning_effort``). Unknown fields are ignored, as OpenAI
 servers do. Budget fields are typed loosely here and checked in
-:mod:`er_tools.proxy.budgets`, so an error names the field and its valid range.
+:mod:`er_serving.proxy.budgets`, so an error names the field and its valid range.
 """
 
 from __future__ import annotations

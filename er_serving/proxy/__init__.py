@@ -7,16 +7,16 @@ capped at t, a forced ``</think>`` when needed, a solution call capped at s, bot
 token-id prompts on one upstream that speaks ``/v1/completions`` (vLLM, SGLang,
 ``er serve``). Modules:
 
-- :mod:`~er_tools.proxy.config`: :class:`ProxyConfig` (flags and YAML file).
-- :mod:`~er_tools.proxy.wire`: request bodies and OpenAI-style errors.
-- :mod:`~er_tools.proxy.budgets`: request fields -> ``Budget`` and sampling.
-- :mod:`~er_tools.proxy.pool`: upstreams, least-loaded choice, health checks.
-- :mod:`~er_tools.proxy.render` / :mod:`~er_tools.proxy.streaming`: whole and SSE answers.
-- :mod:`~er_tools.proxy.app`: the FastAPI app (``create_app``).
+- :mod:`~er_serving.proxy.config`: :class:`ProxyConfig` (flags and YAML file).
+- :mod:`~er_serving.proxy.wire`: request bodies and OpenAI-style errors.
+- :mod:`~er_serving.proxy.budgets`: request fields -> ``Budget`` and sampling.
+- :mod:`~er_serving.proxy.pool`: upstreams, least-loaded choice, health checks.
+- :mod:`~er_serving.proxy.render` / :mod:`~er_serving.proxy.streaming`: whole and SSE answers.
+- :mod:`~er_serving.proxy.app`: the FastAPI app (``create_app``).
 
 Needs the ``proxy`` extra (FastAPI, uvicorn, prometheus-client).
 """
 
-from er_tools.proxy.config import ProxyConfig
+from er_serving.proxy.config import ProxyConfig
 
 __all__ = ["ProxyConfig"]

@@ -82,10 +82,13 @@ class ProxyConfig:
 
     """
 
-    upstream: str = field(default="", metadata={"help": "Upstream base URL(s), comma-separated (required)."})
-    model: str = field(default="", metadata={"help": "Model id clients send and /v1/models lists (required)."})
+    upstream: str = field(default="", metadata={
+        "help": "Upstream base URL(s), comma-separated (required; or in --config)."})
+    model: str = field(default="", metadata={
+        "help": "Model id clients send and /v1/models lists (required; or in --config)."})
     upstream_model: str = field(default="", metadata={"help": "Model id sent upstream (default: --model)."})
-    tokenizer: str = field(default="", metadata={"help": "Tokenizer dir or hub name of the model (required)."})
+    tokenizer: str = field(default="", metadata={
+        "help": "Tokenizer dir or hub name of the model (required; or in --config)."})
     context_length: int | None = field(default=None, metadata={"help": "Model context (default: from upstream)."})
     timeout_s: float = field(default=600.0, metadata={"help": "Timeout of one upstream request, seconds."})
     max_connections: int = field(default=256, metadata={"help": "Connections in the shared upstream pool."})

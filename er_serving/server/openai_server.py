@@ -9,7 +9,7 @@ Endpoints:
   echo. ``stream=true`` answers server-sent events in vLLM's chunk shape, but each
   choice comes whole in one event (the model decodes before anything is sent), then
   ``data: [DONE]``. Generation semantics are vLLM's (see
-  :mod:`er_tools.serving.generation`). With ``logprobs``, ``top_logprobs`` holds only
+  :mod:`er_serving.server.generation`). With ``logprobs``, ``top_logprobs`` holds only
   the sampled token (alternatives are not computed).
 - ``GET /v1/models``: the one served model, with ``max_model_len``.
 - ``GET /health``: 200 once the model is loaded.
@@ -19,7 +19,7 @@ Bad requests get 400 (404 for an unknown model name) with an OpenAI-style
 Requests are served one at a time (CPU development server).
 
 Example:
-    >>> from er_tools.serving.openai_server import create_app, load_generator  # doctest: +SKIP
+    >>> from er_serving.server.openai_server import create_app, load_generator  # doctest: +SKIP
     >>> app = create_app(load_generator("/tmp/tiny-r1"), model_name="tiny")  # doctest: +SKIP
 
 """
@@ -33,8 +33,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from er_tools.serving.generation import GenerationParams, GenerationResult, TransformersGenerator
-from er_tools.serving.protocol import (
+from er_serving.server.generation import GenerationParams, GenerationResult, TransformersGenerator
+from er_serving.server.protocol import (
     CompletionChoice,
     CompletionLogprobs,
     CompletionRequest,
@@ -74,7 +74,10 @@ def load_generator(model: str, *, device: str = "cpu", dtype: str = "float32") -
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'.")
     tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-    lm = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(device)
+    from er_env.quiet import quiet_model_loading
+
+    with quiet_model_loading():
+        lm = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(device)
     return TransformersGenerator(lm, tokenizer)
 
 

@@ -4,9 +4,9 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/mo
 ``GET /health`` (200 while an upstream is up, else 503; per-upstream state in the
 body), ``GET /metrics`` (Prometheus). Each request is two upstream calls (thinking,
 then solution) with token-id prompts, made by :class:`~er_env.backends.openai.OpenAIBackend`
-on one upstream from :class:`~er_tools.proxy.pool.UpstreamPool`; see
-:mod:`er_tools.proxy.budgets` for the budget fields, :mod:`er_tools.proxy.render` and
-:mod:`er_tools.proxy.streaming` for the answers.
+on one upstream from :class:`~er_serving.proxy.pool.UpstreamPool`; see
+:mod:`er_serving.proxy.budgets` for the budget fields, :mod:`er_serving.proxy.render` and
+:mod:`er_serving.proxy.streaming` for the answers.
 
 Errors have the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``: 400 a
 malformed body or a value out of range (the message names the field and the range),
@@ -15,7 +15,7 @@ has no ``</think>``, 502 an upstream that refused or answered garbage, 503 no up
 up. An upstream that fails before the request returned a token is retried on another.
 
 Example:
-    >>> from er_tools.proxy.app import create_app  # doctest: +SKIP
+    >>> from er_serving.proxy.app import create_app  # doctest: +SKIP
     >>> cfg = ProxyConfig(upstream="http://127.0.0.1:8000", model="m", tokenizer="/tmp/tiny-r1")  # doctest: +SKIP
     >>> app = create_app(cfg)  # doctest: +SKIP
 
@@ -38,12 +38,12 @@ from er_env.backends.openai import OpenAIBackend
 from er_env.backends.two_phase import StreamPiece
 from er_env.budget import Budget, BudgetedCompletion, BudgetError, TokenizerError
 from er_env.tokens import load_tokenizer, special_tokens
-from er_tools.proxy.budgets import resolve_budget, resolve_sampling
-from er_tools.proxy.config import ProxyConfig
-from er_tools.proxy.pool import NoUpstream, Upstream, UpstreamPool
-from er_tools.proxy.render import chat_response, completion_response
-from er_tools.proxy.streaming import sse, stream_events
-from er_tools.proxy.wire import ApiError, ChatRequest, CompletionRequest, error_body
+from er_serving.proxy.budgets import resolve_budget, resolve_sampling
+from er_serving.proxy.config import ProxyConfig
+from er_serving.proxy.pool import NoUpstream, Upstream, UpstreamPool
+from er_serving.proxy.render import chat_response, completion_response
+from er_serving.proxy.streaming import sse, stream_events
+from er_serving.proxy.wire import ApiError, ChatRequest, CompletionRequest, error_body
 
 __all__ = ["Authenticator", "ProxyMetrics", "create_app"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from er_env.backends.base import SamplingConfig
 from er_env.budget import Budget
-from er_tools.proxy.config import EFFORTS
-from er_tools.proxy.wire import ApiError
+from er_serving.proxy.config import EFFORTS
+from er_serving.proxy.wire import ApiError
 
 __all__ = ["resolve_budget", "resolve_sampling"]
 
@@ -65,7 +65,7 @@ def resolve_budget(
     """The :class:`Budget` a request asks for.
 
     Args:
-        req: a :class:`~er_tools.proxy.wire.ChatRequest` or ``CompletionRequest``.
+        req: a :class:`~er_serving.proxy.wire.ChatRequest` or ``CompletionRequest``.
         prompt_len: prompt tokens (after the chat template).
         context_length: the model context, or ``None`` when unknown.
         effort_table: ``reasoning_effort`` -> thinking budget.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from er_env.budget import BudgetedCompletion, SpecialTokens
-from er_tools.proxy.wire import new_id, now
+from er_serving.proxy.wire import new_id, now
 
 __all__ = ["Split", "chat_response", "completion_response", "finish_reason", "split", "usage"]
 

@@ -20,8 +20,8 @@ from typing import Any, AsyncIterator, Callable
 
 from er_env.backends.two_phase import StreamPiece
 from er_env.budget import BudgetedCompletion, SpecialTokens
-from er_tools.proxy.render import finish_reason, usage
-from er_tools.proxy.wire import new_id, now
+from er_serving.proxy.render import finish_reason, usage
+from er_serving.proxy.wire import new_id, now
 
 __all__ = ["IncrementalText", "sse", "stream_events"]
 

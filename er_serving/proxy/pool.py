@@ -24,7 +24,7 @@ from er_env.backends.openai import OpenAIBackend
 
 __all__ = ["NoUpstream", "Upstream", "UpstreamPool"]
 
-log = logging.getLogger("er_tools.proxy")
+log = logging.getLogger("er_serving.proxy")
 
 
 class NoUpstream(RuntimeError):

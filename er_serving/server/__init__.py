@@ -1,9 +1,9 @@
 """A small OpenAI-compatible completion server over Hugging Face transformers.
 
-- ``generation``: :class:`~er_tools.serving.generation.TransformersGenerator`, one
+- ``generation``: :class:`~er_serving.server.generation.TransformersGenerator`, one
   sequence at a time with vLLM's stop/``token_ids`` semantics (no FastAPI).
 - ``protocol``: the wire schema of ``/v1/completions`` and ``/v1/models``.
-- ``openai_server``: :func:`~er_tools.serving.openai_server.create_app`, the FastAPI
+- ``openai_server``: :func:`~er_serving.server.openai_server.create_app`, the FastAPI
   shell (``POST /v1/completions``, ``GET /v1/models``, ``GET /health``).
 
 Start it with ``er serve --model PATH`` (CPU development server; binds to
