@@ -15,6 +15,12 @@ The criterion is the paper's first claim: ``er/math_reward_cut_mean`` (the rewar
 whose thinking was cut) of the last steps must exceed that of the first steps by MARGIN. It
 fails on a trainer that does not learn: the same run with learning rate 0 must miss it (the
 second test), so the first cannot pass by sampling noise alone.
+
+Status (2026-12-07, one run on a loaded machine): the learning-rate-0 test passes; the first FAILS
+as written: the reward of cut rollouts did rise (first 4 steps 0.0, 0.05, 0.0, 0.0; steps 8-20 up to
+0.5, mean 0.16) but per-step noise (4 problems a step) left the last-4 mean only 0.116 above the
+first-4 mean, under MARGIN. Not re-tuned in the time left (more steps or a larger learning rate are
+the obvious next tries; each needs a check that learning rate 0 still fails).
 """
 
 from __future__ import annotations
@@ -72,7 +78,6 @@ def _gain(values: list[float]) -> float:
 @pytest.mark.slow
 def test_er_grpo_teaches_the_model_to_answer_when_cut(verify_task, tmp_path):
     reward_cut = _cut_reward(verify_task, tmp_path / "er", LEARNING_RATE)
-    print(f"er/math_reward_cut_mean per step: {reward_cut}")
     assert _gain(reward_cut) >= MARGIN, f"cut rollouts gained no reward: {[round(r, 3) for r in reward_cut]}"
 
 
