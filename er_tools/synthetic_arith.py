@@ -55,8 +55,10 @@ __all__ = [
     "long_trace",
     "make_problems",
     "make_splits",
+    "problem_terms",
     "sft_documents",
     "short_trace",
+    "train_start_model",
     "write_problems_jsonl",
 ]
 
@@ -227,7 +229,13 @@ def make_splits(n_train: int, n_eval: int, seed: int = 0,
     return train, make_problems(n_eval, seed, split="eval", config=config, exclude=train)
 
 
-def _terms(problem: Problem) -> list[int]:
+def problem_terms(problem: Problem) -> list[int]:
+    """The numbers of a sum problem (``metadata["terms"]``).
+
+    Raises:
+        ValueError: the problem was not built by :func:`make_problems`.
+
+    """
     terms = problem.metadata.get("terms")
     if not terms:
         raise ValueError(f"Problem {problem.id!r} has no metadata['terms']; build it with make_problems().")
@@ -262,7 +270,7 @@ def sft_documents(problems: Sequence[Problem], long_fraction: float = 0.8, seed:
     docs = []
     for p in problems:
         style = "long" if rng.random() < long_fraction else "short"
-        docs.append(render_prompt(p, tok)[0] + completion(_terms(p), style) + EOS)
+        docs.append(render_prompt(p, tok)[0] + completion(problem_terms(p), style) + EOS)
     return docs
 
 
@@ -285,12 +293,36 @@ def build_start_model(out_dir: str | Path, problems: Sequence[Problem], *, long_
         RuntimeError: the saved tokenizer renders prompts unlike the training texts.
 
     """
+    docs = sft_documents(problems, long_fraction, seed)
+    return train_start_model(out_dir, problems, docs, seed=seed, **{**START_MODEL_SETTINGS, **overrides})
+
+
+def train_start_model(out_dir: str | Path, problems: Sequence[Problem], documents: Sequence[str], *, seed: int = 0,
+                      **settings: Any) -> Path:
+    """Fine-tune the tiny model on ``documents`` (rendered prompts of ``problems`` + completions + EOS).
+
+    The step shared by this module's and :mod:`er_tools.synthetic_verify`'s start models.
+
+    Args:
+        out_dir: directory to write (a Hugging Face checkpoint + tokenizer).
+        problems: the problems the documents were rendered from (the first one checks the template).
+        documents: the training texts.
+        seed: seed of the weights and training order.
+        **settings: :class:`~er_tools.tiny_model.TinyModelConfig` fields.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        RuntimeError: the saved tokenizer renders prompts unlike the training texts.
+
+    """
     from transformers import AutoTokenizer
 
     from er_tools.tiny_model import build_tiny_model
 
-    docs = sft_documents(problems, long_fraction, seed)
-    out = build_tiny_model(out_dir, seed=seed, extra_documents=docs, **{**START_MODEL_SETTINGS, **overrides})
+    docs = list(documents)
+    out = build_tiny_model(out_dir, seed=seed, extra_documents=docs, **settings)
     tok = AutoTokenizer.from_pretrained(str(out))
     text, ids = render_prompt(problems[0], tok)
     if not docs[0].startswith(text) or tok.encode(docs[0], add_special_tokens=False)[: len(ids)] != ids:

@@ -8,10 +8,14 @@ budgets or sampling settings) shows each as its own rows, never mixed.
 Files written into ``DIR``:
 
 - ``results.json``: the config, one entry per cell (settings and metrics,
-  :class:`er_env.eval.metrics.Summary`) and every sample record;
-- ``summary.md``: one Markdown table per dataset;
-- ``plots/<dataset>.png``: pass@1 (95% CI) against mean sampled tokens, one line per method
-  (skipped with a warning where matplotlib is missing);
+  :class:`er_env.eval.metrics.Summary`, accuracy when the thinking was cut and when
+  not, with counts), one entry per curve (``"auc"``: a dataset x method's constrained
+  budgets, the normalised area under pass@1 against ``log2(t)``,
+  :class:`er_env.eval.metrics.BudgetAUC`) and every sample record;
+- ``summary.md``: one Markdown table of cells per dataset, then its areas;
+- ``plots/<dataset>.png``: pass@1 (95% CI) against mean sampled tokens, one line per
+  method, and pass@1 against the thinking budget with the accuracy of cut samples
+  dashed, the area in the legend (skipped with a warning where matplotlib is missing);
 - ``codeforces/<method>_<budget>.json`` + ``codeforces/problem_ids.json``: the
   official results format (per problem, the 0/1 outcome of each graded sample) and
   the matching Codeforces problem ids, for ``er eval codeforces-rating``.
@@ -19,15 +23,16 @@ Files written into ``DIR``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from er_env.eval.metrics import summarize
+from er_env.eval.metrics import AUC_AXIS, auc_summary, summarize
 
-__all__ = ["cells", "markdown", "plot", "write_codeforces_results", "write_report"]
+__all__ = ["cells", "curves", "markdown", "plot", "write_codeforces_results", "write_report"]
 
 
 def _budget_text(settings: Mapping[str, Any]) -> str:
@@ -58,6 +63,47 @@ def cells(rows: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1,)) -> list[d
     return out
 
 
+def curves(cell_list: Sequence[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One budget-accuracy curve per dataset x method (x other settings but the thinking budget), with its area.
+
+    The cells of a curve share every setting except ``think_budget_tokens`` (so two
+    solution budgets, models or sampling settings make two curves); unconstrained cells
+    (``none``) are left out of the area (see :func:`er_env.eval.metrics.auc_summary`).
+
+    Returns:
+        ``[{"dataset", "method", "settings", "keys", "auc"}]`` (``settings`` without the
+        thinking budget; ``auc`` a :class:`~er_env.eval.metrics.BudgetAUC`), in cell order.
+    """
+    by_key: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault(str(r["key"]), []).append(r)
+    groups: dict[str, dict[str, Any]] = {}
+    for c in cell_list:
+        rest = {k: v for k, v in c["settings"].items() if k != "think_budget_tokens"}
+        gid = json.dumps([c["dataset"], c["method"], rest], sort_keys=True, default=str)
+        g = groups.setdefault(gid, {"dataset": c["dataset"], "method": c["method"], "settings": rest, "keys": [],
+                                    "by_budget": {}})
+        g["keys"].append(c["key"])
+        t = c["settings"].get("think_budget_tokens")
+        if t is not None:
+            g["by_budget"][int(t)] = by_key.get(c["key"], [])
+    out = []
+    for g in groups.values():
+        by_budget = g.pop("by_budget")
+        auc = auc_summary(by_budget)
+        if not by_budget:
+            auc = dataclasses.replace(auc, reason="unconstrained only: the 'none' budget has no place on the "
+                                                  "budget axis, so it enters no area")
+        out.append({**g, "auc": auc})
+    return out
+
+
+def _auc_text(auc: Any) -> str:
+    if auc.value is None:
+        return f"— ({auc.reason})"
+    return f"{auc.value:.3f} [{auc.ci_low:.3f}, {auc.ci_high:.3f}]"
+
+
 def _pct(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
@@ -66,8 +112,8 @@ def _num(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0f}"
 
 
-def markdown(cell_list: Sequence[Mapping[str, Any]]) -> str:
-    """One Markdown table per dataset (pass@ values in %)."""
+def markdown(cell_list: Sequence[Mapping[str, Any]], curve_list: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One Markdown table per dataset (pass@ values in %), then the areas under its budget curves."""
     parts = []
     datasets = sorted({str(c["dataset"]) for c in cell_list})
     for ds in datasets:
@@ -75,7 +121,8 @@ def markdown(cell_list: Sequence[Mapping[str, Any]]) -> str:
         ks = sorted({int(k) for c in cs for k in c["summary"].pass_at_k if int(k) > 1})
         model = {c["settings"].get("model") for c in cs}
         head = ["method", "budget t:s", "pass@1 [95% CI]", *[f"pass@{k}" for k in ks], "think", "solution",
-                "total", "cut %", "grader errors", "samples", "key"]
+                "total", "cut %", "acc. cut [95% CI] (correct/n)", "acc. not cut [95% CI] (correct/n)",
+                "grader errors", "samples", "key"]
         lines = [f"### {ds} ({', '.join(sorted(str(m) for m in model))})", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]
         for c in cs:
@@ -83,14 +130,38 @@ def markdown(cell_list: Sequence[Mapping[str, Any]]) -> str:
             ci = f"{_pct(s.pass_at_1)} [{_pct(s.ci_low)}, {_pct(s.ci_high)}]"
             row = [str(c["method"]), c["budget"], ci, *[_pct(s.pass_at_k.get(k, math.nan)) for k in ks],
                    _num(s.mean_thinking_tokens), _num(s.mean_solution_tokens), _num(s.mean_total_tokens),
-                   _pct(s.share_cut), str(s.grader_errors), str(s.samples), f"`{c['key']}`"]
+                   _pct(s.share_cut), _side(s, "cut"), _side(s, "not_cut"), str(s.grader_errors), str(s.samples),
+                   f"`{c['key']}`"]
             lines.append("| " + " | ".join(row) + " |")
+        mine = [g for g in curve_list if str(g["dataset"]) == ds]
+        if mine:
+            lines += ["", f"Area under pass@1 vs thinking budget (trapezoid over {AUC_AXIS}(t), divided by the "
+                      f"{AUC_AXIS} range of the budgets run: a constant accuracy a gives a; 'none' left out; 95% "
+                      "bootstrap CI over problems):", "", "| method | budgets t | AUC [95% CI] | problems |",
+                      "|---|---|---|---|"]
+            for g in mine:
+                a = g["auc"]
+                lines.append(f"| {g['method']} | {', '.join(map(str, a.budgets)) or 'none'} | {_auc_text(a)} | "
+                             f"{a.problems} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
-def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path) -> list[Path]:
-    """Accuracy-vs-tokens PNG per dataset (matplotlib, Agg backend).
+def _side(s: Any, side: str) -> str:
+    n, c = getattr(s, f"samples_{side}"), getattr(s, f"correct_{side}")
+    if not n:
+        return "— (0/0)"
+    acc = getattr(s, f"accuracy_{side}")
+    lo, hi = getattr(s, f"accuracy_{side}_ci_low"), getattr(s, f"accuracy_{side}_ci_high")
+    return f"{_pct(acc)} [{_pct(lo)}, {_pct(hi)}] ({c}/{n})"
+
+
+def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path,
+         curve_list: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
+    """One PNG per dataset (matplotlib, Agg backend): pass@1 vs tokens, and pass@1 vs the thinking budget.
+
+    The right panel draws each curve of ``curve_list`` (:func:`curves`) on a log2 budget
+    axis, the accuracy of its cut samples dashed, its area in the legend.
 
     Returns:
         The paths written.
@@ -105,9 +176,10 @@ def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path) -> list[
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    by_key = {c["key"]: c for c in cell_list}
     paths = []
     for ds in sorted({str(c["dataset"]) for c in cell_list}):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
         for method in sorted({str(c["method"]) for c in cell_list if str(c["dataset"]) == ds}):
             cs = [c for c in cell_list if str(c["dataset"]) == ds and str(c["method"]) == method
                   and not math.isnan(c["summary"].pass_at_1)]
@@ -121,14 +193,31 @@ def plot(cell_list: Sequence[Mapping[str, Any]], directory: str | Path) -> list[
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
             for c, xi, yi in zip(cs, x, y, strict=True):
                 ax.annotate(c["budget"], (xi, yi), fontsize=7, textcoords="offset points", xytext=(3, 3))
+        for g in curve_list:
+            cs = [by_key[k] for k in g["keys"] if k in by_key and by_key[k]["settings"].get("think_budget_tokens")]
+            if str(g["dataset"]) != ds or not cs:
+                continue
+            cs.sort(key=lambda c: c["settings"]["think_budget_tokens"])
+            ts = [c["settings"]["think_budget_tokens"] for c in cs]
+            a = g["auc"]
+            tag = f"AUC {a.value:.2f}" if a.value is not None else "no AUC"
+            line, = bx.plot(ts, [100 * c["summary"].pass_at_1 for c in cs], marker="o", label=f"{g['method']} ({tag})")
+            bx.plot(ts, [100 * c["summary"].accuracy_cut for c in cs], marker="x", linestyle="--",
+                    color=line.get_color(), label=f"{g['method']}, when cut")
         tops = [100 * c["summary"].ci_high for c in cell_list if str(c["dataset"]) == ds
                 and not math.isnan(c["summary"].ci_high)]
-        ax.set_ylim(0, min(100.0, max([5.0, *tops]) * 1.1))
+        for axis in (ax, bx):
+            axis.set_ylim(0, min(100.0, max([5.0, *tops]) * 1.1))
+            axis.set_ylabel("pass@1 (%)")
+            axis.grid(alpha=0.3)
         ax.set_xlabel("mean sampled tokens per sample")
-        ax.set_ylabel("pass@1 (%)")
         ax.set_title(ds)
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        bx.set_xscale("log", base=2)
+        bx.set_xlabel("thinking budget t (log2; 'none' not drawn)")
+        bx.set_title(f"{ds}: accuracy vs budget (dashed: samples whose thinking was cut)", fontsize=9)
+        if bx.lines:
+            bx.legend(fontsize=7)
         fig.tight_layout()
         path = directory / f"{ds.replace('/', '_')}.png"
         fig.savefig(path, dpi=120)
@@ -181,12 +270,14 @@ def write_report(directory: str | Path, rows: Sequence[Mapping[str, Any]], ks: S
         The ``results.json`` content.
     """
     directory = Path(directory)
+    rows = list(rows)
     cs = cells(rows, ks)
-    md = markdown(cs) if cs else "No samples.\n"
+    cv = curves(cs, rows)
+    md = markdown(cs, cv) if cs else "No samples.\n"
     (directory / "summary.md").write_text(md, encoding="utf-8")
     plots, plot_error = [], None
     try:
-        plots = plot(cs, directory / "plots") if cs else []
+        plots = plot(cs, directory / "plots", cv) if cs else []
     except ImportError as exc:  # the numbers are written anyway; `er eval report DIR` can draw them later
         plot_error = str(exc)
         warnings.warn(f"No plots written: {exc}", stacklevel=2)
@@ -194,6 +285,10 @@ def write_report(directory: str | Path, rows: Sequence[Mapping[str, Any]], ks: S
     results = {
         "config": dict(config or {}),
         "cells": [{**{k: v for k, v in c.items() if k != "summary"}, "summary": c["summary"].to_dict()} for c in cs],
+        "auc": [{**{k: v for k, v in g.items() if k != "auc"}, "auc": g["auc"].to_dict()} for g in cv],
+        "auc_definition": (f"trapezoid of pass@1 over {AUC_AXIS}(thinking budget t), divided by the {AUC_AXIS} range "
+                           "of the budgets run (constant accuracy a -> a); unconstrained budgets excluded; 95% "
+                           "bootstrap CI over problems"),
         "plots": [str(p.relative_to(directory)) for p in plots],
         "plots_error": plot_error,
         "codeforces_results": [str(p.relative_to(directory)) for p in cf],
