@@ -51,9 +51,10 @@ class PriorError(ValueError):
     """A budget prior is invalid; the message names the field and the fix."""
 
 
-def _int_budget(name: str, value: Any) -> int:
+def _int_budget(name: str, value: Any, scalar: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise PriorError(f"{name}: every budget must be a positive integer (tokens), got {value!r}.")
+        what = f"{name} must be a positive integer" if scalar else f"{name}: every budget must be a positive integer"
+        raise PriorError(f"{what} (tokens), got {value!r}." if not scalar else f"{what}, got {value!r}.")
     return value
 
 
@@ -107,7 +108,7 @@ class BudgetPrior:
         if isinstance(value, BudgetPrior):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            return cls((_int_budget(name, value),), (1.0,), "fixed")
+            return cls((_int_budget(name, value, scalar=True),), (1.0,), "fixed")
         if isinstance(value, (list, tuple)):
             value = {"budgets": list(value)}
         if not isinstance(value, Mapping):
