@@ -50,7 +50,7 @@ __all__ = ["AGREED_FIELDS", "check_launch_resources", "check_same_recipe", "inst
 AGREED_FIELDS = ("model", "dataset", "dataset_split", "dataset_config", "dataset_limit", "dataset_format",
                  "template", "think_budget_tokens", "solution_budget_tokens", "train_forced_token", "group_size",
                  "temperature", "top_p", "top_k", "seed", "backend", "vllm_mode", "hf_batch_size", "num_processes",
-                 "num_machines", "main_process_port", "on_reward_error", "grpo")
+                 "num_machines", "main_process_port", "on_reward_error", "grpo", "anytime_cuts", "anytime_solutions")
 
 
 def _uses_cpu(cfg: ERTrainConfig) -> bool:
