@@ -47,6 +47,7 @@ from benchmarks import er_effect as fx  # noqa: E402  (after the path fix)
 
 RECIPE = REPO / "trainers" / "recipes" / "er_cut_cpu.yaml"
 UNCONSTRAINED = fx.UNCONSTRAINED
+MIN_CUT_SAMPLES = 20  # the plot of accuracy when cut leaves out budgets with fewer cut samples (the tables keep them)
 CURVE_KEYS = {"reward": "reward", "reward_cut": "er/math_reward_cut_mean",
               "reward_not_cut": "er/math_reward_not_cut_mean", "cut_share": "er/math_cut_share",
               "thinking_tokens": "er/math_thinking_tokens_mean"}
@@ -70,6 +71,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prepare-only", action="store_true", help="Only write the problems and build the start models.")
     p.add_argument("--fresh", action="store_true", help="Redo every stage even if its output exists.")
     p.add_argument("--plot", default=None, help="PNG path (default: <out>/er_cut.png).")
+    p.add_argument("--report-only", action="store_true",
+                   help="Run nothing: print the tables and redraw the plot from <out>/results.json.")
     args = p.parse_args(argv)
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -228,7 +231,8 @@ def plot(pooled: dict[str, Any], curves: dict[str, list[dict[str, float]]], t_st
         ts = sorted(int(t) for t in res["budgets"])
         for ax, key in ((a1, ""), (a2, "accuracy_cut")):
             if key:
-                rows = [(t, res["budgets"][str(t)]) for t in ts if res["budgets"][str(t)]["samples_cut"]]
+                rows = [(t, res["budgets"][str(t)]) for t in ts
+                        if res["budgets"][str(t)]["samples_cut"] >= MIN_CUT_SAMPLES]
                 ys = [s[key] for _, s in rows]
                 err = [[y - s[f"{key}_ci_low"] for y, (_, s) in zip(ys, rows, strict=True)],
                        [s[f"{key}_ci_high"] - y for y, (_, s) in zip(ys, rows, strict=True)]]
@@ -253,6 +257,7 @@ def plot(pooled: dict[str, Any], curves: dict[str, list[dict[str, float]]], t_st
         ax.set_ylim(-0.02, 1.02)
     a1.set_ylabel("accuracy (95% CI over problems)")
     a2.set_ylabel("accuracy of samples whose thinking was cut")
+    a2.set_title(f"budgets with >= {MIN_CUT_SAMPLES} cut samples", fontsize=9)
     a3.set_xlabel("GRPO step")
     a3.set_ylabel("mean over seeds")
     a3.set_title("er/math_reward_cut_mean, er/math_cut_share", fontsize=9)
@@ -283,6 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainers.config import load_recipe
 
     cfg = load_recipe(args.recipe)
+    if args.report_only:
+        saved = json.loads((out / "results.json").read_text())
+        png = plot(saved["pooled"], saved["training_curves_mean"], saved["t_star"],
+                   Path(args.plot) if args.plot else out / "er_cut.png")
+        print(markdown(saved["pooled"], {int(k): v for k, v in saved["per_seed"].items()}, saved["t_star"]))
+        print(f"redrew {png}")
+        return 0
     reward = MathReward(timeout_s=30.0)  # a loaded shared machine must not turn slow checks into wrong answers
     runs = {}
     for seed in args.seed_list:
