@@ -11,7 +11,7 @@ from er_env.budget import Budget
 from tests.trainers.test_anytime_rollouts import Counting
 from trainers.budgets import AnytimeCuts, BudgetPrior, RolloutLayout
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]  # ~60 s, most of it building the engine
 
 GREEDY = SamplingConfig(temperature=0.0, logprobs=True)
 
