@@ -78,7 +78,8 @@ class ERTrainConfig:
             see ``er_env.data.formats.ADAPTERS``).
         template: prompt template name (``None``: the task's default).
         max_prompt_tokens: the longest prompt the resource plan budgets for
-            (``er train --plan``: activations, KV cache, context checks).
+            (``er train --plan``: activations, KV cache, context checks); ``None``: 1024,
+            or what the model's context leaves after the budgets when that is less.
         on_bad_problem: a problem that cannot be trained on (no gold answer, malformed
             tests, a prompt that cannot be rendered or does not fit the context with the
             budgets): ``refuse`` (the run does not start; ids and reasons listed) or
@@ -87,7 +88,13 @@ class ERTrainConfig:
     > Parameters that control the budgets and rollouts
 
     Attributes:
-        think_budget_tokens: thinking budget ``t``.
+        think_budget_tokens: thinking budget ``t``: an integer, or a prior drawn once per
+            GRPO group: ``[256, 512, 1024]``, ``{budgets: [...], weights: [...]}``,
+            ``{uniform: [lo, hi]}`` or ``{log_uniform: [lo, hi]}`` (see :mod:`trainers.budgets`).
+        anytime_cuts: ``K`` > 0 turns on anytime rollouts: one thinking pass cut at ``K``
+            budgets drawn from the prior, ``anytime_solutions`` solutions per cut, all in
+            the prompt's group (``group_size`` = passes x ``K`` x ``n``). 0: off.
+        anytime_solutions: ``n``, solutions sampled at each cut (anytime rollouts only).
         solution_budget_tokens: solution budget ``s``.
         train_forced_token: train on forced ``</think>`` tokens (``env_mask`` 1).
         group_size: completions per problem (GRPO ``num_generations``).
@@ -145,11 +152,18 @@ class ERTrainConfig:
         "help": "Row format of a dataset file (math, codeforces, leetcode, deepcoder, lcb, problem, ...; "
                 "default: detected)."})
     template: str | None = field(default=None, metadata={"help": "Prompt template name (default: per task)."})
-    max_prompt_tokens: int = field(default=1024, metadata={
-        "help": "Longest prompt in tokens that the resource plan (er train --plan) budgets for."})
+    max_prompt_tokens: int | None = field(default=None, metadata={
+        "help": "Longest prompt in tokens that the resource plan (er train --plan) budgets for (default: 1024, or "
+                "what the model's context leaves after the budgets when that is less)."})
     on_bad_problem: str = field(default="refuse", metadata={
         "help": "A problem that cannot be trained on (no answer, malformed tests, prompt too long): refuse or skip."})
-    think_budget_tokens: int = field(default=1024, metadata={"help": "Thinking budget t in tokens (paper: 1024)."})
+    think_budget_tokens: int | list[int] | dict[str, Any] = field(default=1024, metadata={
+        "help": "Thinking budget t in tokens (paper: 1024), or a prior drawn per GRPO group: a list of budgets, "
+                "{budgets: [...], weights: [...]}, {uniform: [lo, hi]} or {log_uniform: [lo, hi]}."})
+    anytime_cuts: int = field(default=0, metadata={
+        "help": "Anytime rollouts: cut each thinking pass at K budgets from the prior (0: off)."})
+    anytime_solutions: int = field(default=1, metadata={
+        "help": "Anytime rollouts: solutions sampled at each cut (n); group_size = passes x K x n."})
     solution_budget_tokens: int = field(default=1024, metadata={"help": "Solution budget s in tokens (paper: 1024)."})
     train_forced_token: bool = field(default=False, metadata={"help": "Train on forced </think> tokens (env_mask 1)."})
     group_size: int = field(default=8, metadata={"help": "Completions per problem (GRPO num_generations)."})
@@ -189,9 +203,11 @@ class ERTrainConfig:
             raise ConfigError(f"model is required (a hub name, a local path or 'tiny'), got {self.model!r}.")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset is required (e.g. 'embedded:math' or a .jsonl path), got {self.dataset!r}.")
-        for name in ("max_prompt_tokens", "think_budget_tokens", "solution_budget_tokens", "group_size",
-                     "hf_batch_size", "num_processes", "num_machines", "main_process_port", "reward_concurrency",
-                     "rendezvous_timeout_s"):
+        self._check_budgets()
+        if self.max_prompt_tokens is not None:
+            _positive_int("max_prompt_tokens", self.max_prompt_tokens)
+        for name in ("solution_budget_tokens", "group_size", "hf_batch_size", "num_processes",
+                     "num_machines", "main_process_port", "reward_concurrency", "rendezvous_timeout_s"):
             _positive_int(name, getattr(self, name))
         if self.dataset_limit is not None:
             _positive_int("dataset_limit", self.dataset_limit)
@@ -259,6 +275,54 @@ class ERTrainConfig:
                               "gradient_accumulation_steps); a resume from there would generate anew. Set "
                               f"grpo.save_steps to a multiple of {every}.")
 
+    def _check_budgets(self) -> None:
+        """The thinking prior and the anytime layout (before anything loads)."""
+        from trainers.budgets import BudgetPrior, PriorError
+
+        try:
+            prior = BudgetPrior.parse(self.think_budget_tokens, "think_budget_tokens")
+        except PriorError as exc:
+            raise ConfigError(str(exc)) from None
+        if not isinstance(self.solution_budget_tokens, int) or isinstance(self.solution_budget_tokens, bool):
+            raise ConfigError(f"solution_budget_tokens must be a positive integer (priors apply to "
+                              f"think_budget_tokens only), got {self.solution_budget_tokens!r}.")
+        k, n = self.anytime_cuts, self.anytime_solutions
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ConfigError(f"anytime_cuts must be an integer >= 0 (0: no anytime rollouts), got {k!r}.")
+        _positive_int("anytime_solutions", n)
+        if not k:
+            if n != 1:
+                raise ConfigError(f"anytime_solutions={n} needs anytime rollouts; set anytime_cuts >= 1 (or "
+                                  "anytime_solutions: 1).")
+            return
+        if k > len(prior.support):
+            raise ConfigError(f"anytime_cuts={k} needs {k} distinct budgets, but think_budget_tokens "
+                              f"({prior.describe()}) has {len(prior.support)}; lower anytime_cuts or widen the prior.")
+        per = k * n
+        if self.group_size % per:
+            raise ConfigError(f"group_size={self.group_size} must be thinking passes x anytime_cuts ({k}) x "
+                              f"anytime_solutions ({n}) = a multiple of {per}; set group_size to e.g. "
+                              f"{max(2, -(-self.group_size // per)) * per}.")
+        per_device = self.grpo.get("per_device_train_batch_size", 8)
+        steps = self.grpo.get("steps_per_generation") or self.grpo.get("gradient_accumulation_steps", 1)
+        if isinstance(per_device, int) and isinstance(steps, int) and (per_device * steps) % per:
+            raise ConfigError(f"grpo.per_device_train_batch_size={per_device} x steps_per_generation={steps} = "
+                              f"{per_device * steps} completions per process, which would split a thinking pass's "
+                              f"anytime_cuts x anytime_solutions = {per} completions between processes; set "
+                              f"grpo.per_device_train_batch_size to a multiple of {per}.")
+
+    @property
+    def think_prior(self) -> Any:
+        """The thinking budget as a :class:`trainers.budgets.BudgetPrior` (fixed: one budget)."""
+        from trainers.budgets import BudgetPrior
+
+        return BudgetPrior.parse(self.think_budget_tokens, "think_budget_tokens")
+
+    @property
+    def think_budget_max(self) -> int:
+        """The largest thinking budget the prior can draw (the fixed budget when there is no prior)."""
+        return int(self.think_prior.max)
+
     def _check_whole_groups(self) -> None:
         """The generation batch of all processes must hold whole GRPO groups (TRL checks it only at launch)."""
         per_device = self.grpo.get("per_device_train_batch_size", 8)  # TrainingArguments' default
@@ -307,7 +371,7 @@ class ERTrainConfig:
     @property
     def max_completion_tokens(self) -> int:
         """Longest possible completion: ``t + s`` plus a forced ``</think>`` (a few tokens at most)."""
-        return self.think_budget_tokens + self.solution_budget_tokens + 8
+        return self.think_budget_max + self.solution_budget_tokens + 8
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form (for logging and the dry-run plan)."""

@@ -51,7 +51,7 @@ AGREED_FIELDS = ("model", "dataset", "dataset_split", "dataset_config", "dataset
                  "template", "think_budget_tokens", "solution_budget_tokens", "train_forced_token", "group_size",
                  "temperature", "top_p", "top_k", "seed", "backend", "vllm_mode", "hf_batch_size", "num_processes",
                  "num_machines", "main_process_port", "on_reward_error", "on_reward_outage", "reward_retry_s",
-                 "on_bad_problem", "grpo")
+                 "on_bad_problem", "grpo", "anytime_cuts", "anytime_solutions")
 
 
 def _uses_cpu(cfg: ERTrainConfig) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import shlex
 import signal
@@ -336,7 +337,8 @@ def format_plan(plan: TrainPlan) -> str:
         "Elastic Reasoning GRPO plan",
         f"  model:     {plan.model}  [{plan.model_note}]",
         f"  dataset:   {plan.dataset_note}",
-        f"  budgets:   think t={cfg.think_budget_tokens}, solution s={cfg.solution_budget_tokens}, forced </think> "
+        f"  budgets:   think t={cfg.think_prior.describe()}{_anytime_note(cfg)}, "
+        f"solution s={cfg.solution_budget_tokens}, forced </think> "
         f"{'trained' if cfg.train_forced_token else 'masked (env_mask 0)'}",
         f"  rollouts:  backend={cfg.backend}{mode}, group_size={cfg.group_size}, temperature={cfg.temperature}, "
         f"top_p={cfg.top_p}, top_k={cfg.top_k}, seed={cfg.seed}",
@@ -394,11 +396,11 @@ def check_model_fits(cfg: ERTrainConfig, model: str, tokenizer: Any, prompt_leng
     vllm_len = cfg.grpo.get("vllm_max_model_length") if cfg.backend == "vllm" else None
     limit = _context_limit(cfg, model)
     longest = max(prompt_lengths, default=0)
-    need = longest + cfg.think_budget_tokens + len(end_ids) + cfg.solution_budget_tokens
+    need = longest + cfg.think_budget_max + len(end_ids) + cfg.solution_budget_tokens
     if limit is not None and need > limit:
         which = "vllm_max_model_length" if vllm_len and vllm_len == limit else "the model's context"
         raise ConfigError(f"Budgets do not fit: the longest prompt ({longest} tokens) + think_budget_tokens "
-                          f"({cfg.think_budget_tokens}) + </think> ({len(end_ids)}) + solution_budget_tokens "
+                          f"({cfg.think_budget_max}) + </think> ({len(end_ids)}) + solution_budget_tokens "
                           f"({cfg.solution_budget_tokens}) = {need} tokens > {which} ({limit}). Lower the budgets, "
                           "shorten/limit the prompts, or raise the context length.")
 
@@ -425,6 +427,7 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
     from er_env.backends.base import SamplingConfig
     from er_env.budget import Budget
     from er_env.quiet import quiet_model_loading
+    from trainers.budgets import make_strategy
     from trainers.resilience import Preemption, ResilienceCallback, trainer_class
     from trainers.rewards import make_reward_func
     from trainers.rollout import make_rollout_func, problems_to_dataset
@@ -437,8 +440,9 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
 
         state = init_process_group(cfg)
         check_same_recipe(cfg)
-    budget = Budget(think=cfg.think_budget_tokens, solution=cfg.solution_budget_tokens,
+    budget = Budget(think=cfg.think_budget_max, solution=cfg.solution_budget_tokens,
                     train_forced_token=cfg.train_forced_token)
+    strategy = make_strategy(budget, cfg.think_prior, cfg.anytime_cuts, cfg.anytime_solutions)
     sampling = SamplingConfig(temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=cfg.top_k,
                               seed=cfg.seed, logprobs=True)
     problems = load_training_problems(cfg, on_bad_row="warn" if cfg.on_bad_problem == "skip" else "raise")
@@ -452,7 +456,7 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
     problems = apply_policy(cfg, good, bad)
     check_model_fits(cfg, model, tokenizer, lengths)
     rollout = make_rollout_func(problems, budget, sampling, backend=cfg.backend, hf_batch_size=cfg.hf_batch_size,
-                                template=cfg.template)
+                                template=cfg.template, strategy=strategy)
     client = {"max_concurrency": cfg.reward_concurrency}
     reward_funcs: list[Any] = [
         make_reward_func(task, cfg.reward_endpoint, on_reward_error=cfg.on_reward_error, client_options=client,
@@ -524,6 +528,23 @@ _REHEARSAL_GRPO = {"per_device_train_batch_size": 4, "gradient_accumulation_step
                    "logging_steps": 1, "dataloader_num_workers": 0}
 
 
+def _anytime_note(cfg: ERTrainConfig) -> str:
+    if not cfg.anytime_cuts:
+        return " (one per GRPO group)" if not cfg.think_prior.fixed else ""
+    return (f" (anytime: {cfg.anytime_cuts} cuts x {cfg.anytime_solutions} solutions per thinking pass, "
+            f"{cfg.group_size // (cfg.anytime_cuts * cfg.anytime_solutions)} passes per group)")
+
+
+def _rehearsal_prior(value: Any) -> Any:
+    """A thinking budget or prior capped for the tiny model: at most 16 tokens, as many distinct budgets."""
+    from trainers.budgets import BudgetPrior
+
+    prior = BudgetPrior.parse(value)
+    if prior.fixed:
+        return min(prior.max, 16)
+    return list(range(16 - min(len(prior.support), 8) + 1, 17))
+
+
 def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
     """The recipe shrunk to one real CPU step on the tiny model (``er train --rehearse``).
 
@@ -548,10 +569,13 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
     grpo = {**cfg.grpo, **_REHEARSAL_GRPO}
     if cfg.backend == "vllm":
         grpo["vllm_max_model_length"] = 512
+    per_pass = max(cfg.anytime_cuts, 1) * cfg.anytime_solutions
+    group = 4 if not cfg.anytime_cuts else max(2, per_pass)  # anytime: one thinking pass (two if K x n = 1)
+    grpo["per_device_train_batch_size"] = math.lcm(4, group)
     return dataclasses.replace(
         cfg, model=model, dataset=f"embedded:{task}", dataset_split=None, dataset_config=None, dataset_limit=4,
-        template=None, think_budget_tokens=min(cfg.think_budget_tokens, 16),
-        solution_budget_tokens=min(cfg.solution_budget_tokens, 16), group_size=4, num_processes=1, num_machines=1,
+        template=None, think_budget_tokens=_rehearsal_prior(cfg.think_budget_tokens),
+        solution_budget_tokens=min(cfg.solution_budget_tokens, 16), group_size=group, num_processes=1, num_machines=1,
         machine_rank=0, accelerate_config=None, output_dir=str(Path(cfg.output_dir).with_name(
             Path(cfg.output_dir).name + "-rehearsal")), grpo=grpo)
 

@@ -113,6 +113,18 @@ def _grpo_flag(grpo: dict[str, Any], name: str, default: bool) -> bool:
     return bool(grpo.get(name, default))
 
 
+#: the prompt length planned for when the recipe sets no ``max_prompt_tokens``
+DEFAULT_PROMPT_TOKENS = 1024
+
+
+def _prompt_tokens(cfg: Any, shape: ModelShape) -> int:
+    """The recipe's ``max_prompt_tokens``; unset: 1024, or what the context leaves after the budgets if less."""
+    if cfg.max_prompt_tokens is not None:
+        return int(cfg.max_prompt_tokens)
+    room = shape.max_position_embeddings - cfg.think_budget_max - 1 - cfg.solution_budget_tokens
+    return DEFAULT_PROMPT_TOKENS if room < 1 else min(DEFAULT_PROMPT_TOKENS, room)
+
+
 def settings_from_config(cfg: Any, shape: ModelShape, task: str) -> PlanSettings:
     """Read :class:`PlanSettings` from an :class:`~trainers.config.ERTrainConfig` (TRL defaults otherwise)."""
     g = dict(cfg.grpo)
@@ -128,7 +140,7 @@ def settings_from_config(cfg: Any, shape: ModelShape, task: str) -> PlanSettings
         vllm_mode=cfg.vllm_mode, utilization=float(g.get("vllm_gpu_memory_utilization", 0.3)),
         tensor_parallel=int(g.get("vllm_tensor_parallel_size", 1)),
         sleep_mode=bool(g.get("vllm_enable_sleep_mode", False)), max_model_length=g.get("vllm_max_model_length"),
-        prompt_tokens=int(getattr(cfg, "max_prompt_tokens", 1024)), think_tokens=cfg.think_budget_tokens,
+        prompt_tokens=_prompt_tokens(cfg, shape), think_tokens=cfg.think_budget_max,
         solution_tokens=cfg.solution_budget_tokens, group_size=cfg.group_size, task=task,
         use_cpu=bool(g.get("use_cpu", False)))
 

@@ -66,6 +66,7 @@ from er_env.budget import Budget, BudgetedCompletion
 from er_env.data.schema import Problem
 from er_env.data.templates import render_prompt
 from er_env.rollout import decode_completion
+from trainers.budgets import BudgetStrategy, FixedBudget, RolloutLayout
 
 __all__ = [
     "PROBLEM_COLUMN",
@@ -242,6 +243,9 @@ class ElasticRolloutFunc:
         template: prompt template name (default: per task).
         backend: ``"hf"`` (the live policy, through ``backend_factory``) or ``"vllm"``
             (TRL's own vLLM engine; the trainer needs ``use_vllm=True``).
+        strategy: how budgets are chosen (:mod:`trainers.budgets`; default: ``budget``
+            for every completion, one engine call). Priors and anytime rollouts log
+            ``er/think_budget/{mean,min,max}`` over the whole generation batch.
 
     Raises:
         ValueError: no problems, duplicate ids, a bad ``budget``/``sampling`` type, or
@@ -258,6 +262,7 @@ class ElasticRolloutFunc:
         backend_factory: BackendFactory | None = None,
         template: str | None = None,
         backend: str = "hf",
+        strategy: BudgetStrategy | None = None,
     ) -> None:
         if backend not in ROLLOUT_BACKENDS:
             raise ValueError(f"Unknown rollout backend {backend!r}; use one of {ROLLOUT_BACKENDS}.")
@@ -276,6 +281,7 @@ class ElasticRolloutFunc:
         if not self.problems_by_id:
             raise ValueError("ElasticRolloutFunc got no problems.")
         self.budget = budget
+        self.strategy = strategy or FixedBudget(budget)
         self.sampling = sampling or SamplingConfig()
         self.backend_name = backend
         self.backend_factory = backend_factory or hf_policy_backend()
@@ -366,14 +372,19 @@ class ElasticRolloutFunc:
         tokenizer = getattr(pc, "tokenizer", pc)  # a processor wraps its tokenizer
         prompt_ids = [self._prompt_ids(p, tokenizer) for p in problems]
         sampling = self._sampling_for_call(trainer)
+        layout = RolloutLayout.from_trainer(trainer, self.sampling.seed, self.calls)
         if self.backend_name == "vllm":  # TRL synced its engine's weights before calling us
             backend = self._trl_vllm(trainer, tokenizer)
-            completions = backend.generate(prompt_ids, self.budget, sampling)
+            completions = self.strategy.generate(backend, prompt_ids, sampling, layout)
         else:
             with current_policy(trainer) as model:
                 backend = self.backend_factory(model, tokenizer)
-                completions = backend.generate(prompt_ids, self.budget, sampling)
+                completions = self.strategy.generate(backend, prompt_ids, sampling, layout)
         self.calls += 1
+        if not isinstance(self.strategy, FixedBudget) and callable(log := getattr(trainer, "_log_metric", None)):
+            drawn = self.strategy.batch_budgets(layout, len(prompts))  # the same on every process
+            for name, value in (("mean", sum(drawn) / len(drawn)), ("min", min(drawn)), ("max", max(drawn))):
+                log(f"er/think_budget/{name}", float(value))
         if len(completions) != len(prompts):
             raise BackendError(f"Backend returned {len(completions)} completions for {len(prompts)} prompts.")
         texts = [decode_completion(tokenizer, c.completion_ids, backend.special.eos) for c in completions]
@@ -389,6 +400,7 @@ def make_rollout_func(
     backend_factory: BackendFactory | None = None,
     hf_batch_size: int = 16,
     template: str | None = None,
+    strategy: BudgetStrategy | None = None,
 ) -> ElasticRolloutFunc:
     """Build the ``rollout_func`` for ``GRPOTrainer``.
 
@@ -401,6 +413,8 @@ def make_rollout_func(
         backend_factory: overrides ``backend="hf"``: ``factory(policy_model, tokenizer)``.
         hf_batch_size: rows decoded together by the HF backend.
         template: prompt template name (default: per task).
+        strategy: how budgets are chosen (default: ``budget`` for everything; see
+            :func:`trainers.budgets.make_strategy`).
 
     Returns:
         The rollout function.
@@ -415,4 +429,4 @@ def make_rollout_func(
     if backend == "hf" and backend_factory is None:
         backend_factory = hf_policy_backend(hf_batch_size)
     return ElasticRolloutFunc(problems, budget, sampling, backend_factory=backend_factory, template=template,
-                              backend=backend)
+                              backend=backend, strategy=strategy)

@@ -52,7 +52,7 @@ def screen_problems(problems: Sequence[Any], tokenizer: Any, cfg: ERTrainConfig,
     from sandbox.core.spec import TestSpec
 
     good, bad, lengths = [], [], []
-    budgets = cfg.think_budget_tokens + end_tokens + cfg.solution_budget_tokens
+    budgets = cfg.think_budget_max + end_tokens + cfg.solution_budget_tokens
     for p in problems:
         if p.task == "code":
             try:

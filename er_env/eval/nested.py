@@ -49,13 +49,14 @@ samples are generated independently (``fallbacks`` counts them).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-from er_env.budget import Budget, BudgetedCompletion, BudgetTracker, Phase
+from er_env.budget import FORCED_LOGPROB, Budget, BudgetedCompletion, BudgetTracker, Phase
 
-__all__ = ["Generation", "NestedStats", "from_completion", "nested_phased", "nested_truncation", "reseeded",
-           "thinking_stream"]
+__all__ = ["Cut", "Generation", "NestedStats", "cut_and_continue", "from_completion", "nested_phased",
+           "nested_truncation", "reseeded", "thinking_stream"]
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,20 @@ def thinking_stream(c: BudgetedCompletion, eos_id: int) -> list[int]:
     return ids
 
 
-def _replay(stream: Sequence[int], budget: Budget, backend: Any, prompt: Sequence[int]) -> BudgetTracker | None:
+def _replay(stream: Sequence[int], logprobs: Sequence[float] | None, budget: Budget, backend: Any,
+            prompt: Sequence[int]) -> BudgetTracker | None:
     """A tracker for ``budget`` fed with ``stream``; ``None`` if the stream cannot decide the thinking."""
     tracker = BudgetTracker(budget, backend.special, prompt, backend.context_length)
-    tracker.feed(stream)
+    tracker.feed(stream, logprobs)
     return None if tracker.phase is Phase.THINKING else tracker
+
+
+def _stream_logprobs(c: BudgetedCompletion, stream: Sequence[int]) -> list[float] | None:
+    """The sampling logprobs of :func:`thinking_stream` (``nan`` for a put-back EOS), or ``None``."""
+    if len(c.logprobs) != len(c.completion_ids):
+        return None
+    lps = [float(x) for x in c.logprobs[: c.thinking_tokens]]
+    return lps + [math.nan] * (len(stream) - len(lps))
 
 
 def reseeded(sampling: Any, salt: int) -> Any:
@@ -148,6 +158,128 @@ def _solve(backend: Any, prefixes: list[list[int]], caps: list[int | None], samp
     return out  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Cut:
+    """One completion answered from a cut of a shared thinking pass.
+
+    Attributes:
+        completion: the finished record (logprobs and ``env_mask`` as a live run gives them).
+        generated_tokens: tokens the engine sampled for it; the shared thinking pass is
+            charged to the first solution of the sample's largest budget.
+    """
+
+    completion: BudgetedCompletion
+    generated_tokens: int
+
+
+def _top(budgets: Sequence[Budget]) -> int:
+    return max(range(len(budgets)), key=lambda i: (budgets[i].think, budgets[i].solution or 0))
+
+
+def cut_and_continue(
+    backend: Any, prompts: Sequence[Sequence[int]], cuts: Sequence[Sequence[Budget]], sampling: Any,
+    solutions_per_cut: int = 1, transition_ids: Sequence[int] | None = None, stats: NestedStats | None = None,
+) -> list[list[list[Cut]]]:
+    """Think once per prompt up to its largest budget; answer ``solutions_per_cut`` times from every cut.
+
+    The mechanics shared by ``er eval``'s nested sweeps (:func:`nested_phased`) and
+    ``er train``'s anytime rollouts (:mod:`trainers.budgets`). Each prompt may have
+    its own cut budgets. Prompts are grouped by their largest budget: one thinking
+    call per distinct largest budget (its first solution comes with it when
+    ``transition_ids`` is ``None``); every other (cut, solution) is a replay of the
+    thinking through a fresh :class:`BudgetTracker` and one solution-only call per
+    distinct solution cap, each freshly seeded. Each record has the law of an
+    independent run under its budget (see the module docstring).
+
+    Args:
+        backend: an :class:`~er_env.backends.base.Backend`.
+        prompts: token-id prompts.
+        cuts: ``cuts[j]``: the constrained budgets of prompt ``j`` (any order, non-empty).
+        sampling: a :class:`~er_env.backends.base.SamplingConfig`.
+        solutions_per_cut: solutions sampled from each cut (>= 1).
+        transition_ids: forced ids that replace ``</think>`` at a cut (``None``: the tracker's ``</think>``).
+        stats: filled with engine calls and fallbacks when given.
+
+    Returns:
+        ``out[j][b][m]``: prompt ``j``, budget ``cuts[j][b]``, solution ``m``.
+
+    Raises:
+        ValueError: an unconstrained budget, an empty cut list, a length mismatch or
+            ``solutions_per_cut`` < 1.
+    """
+    stats = stats if stats is not None else NestedStats()
+    n = solutions_per_cut
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"solutions_per_cut must be an integer >= 1, got {n!r}.")
+    if len(cuts) != len(prompts):
+        raise ValueError(f"Got {len(prompts)} prompts but {len(cuts)} cut lists; give one list per prompt.")
+    for j, cut in enumerate(cuts):
+        if not cut or any(not b.constrained for b in cut):
+            raise ValueError(f"cut_and_continue needs constrained budgets for every prompt; prompt {j} has "
+                             f"{list(cut)}.")
+    prompts = [list(p) for p in prompts]
+    tops = [_top(c) for c in cuts]
+    firsts: list[BudgetedCompletion | None] = [None] * len(prompts)
+    by_top: dict[Budget, list[int]] = {}
+    for j, c in enumerate(cuts):
+        top = c[tops[j]]
+        first_budget = top if transition_ids is None else Budget(
+            think=top.think, solution=1, eos_in_thinking=top.eos_in_thinking, train_forced_token=top.train_forced_token)
+        by_top.setdefault(first_budget, []).append(j)
+    for first_budget, idx in by_top.items():
+        res = backend.generate([prompts[j] for j in idx], first_budget, sampling)
+        stats.engine_calls += 1
+        for j, r in zip(idx, res, strict=True):
+            firsts[j] = r
+    eos_id = min(backend.special.eos)
+    out: list[list[list[Cut | None]]] = [[[None] * n for _ in c] for c in cuts]
+    work: list[tuple[int, int, int, BudgetTracker, list[int], int | None]] = []  # (j, b, m, tracker, prefix, cap)
+    fallback: dict[int, list[tuple[int, int]]] = {}  # b -> (j, m) generated independently
+    width = max(len(c) for c in cuts) if cuts else 0
+    for b in range(width):
+        for j, prompt in enumerate(prompts):
+            if b >= len(cuts[j]):
+                continue
+            first = firsts[j]
+            assert first is not None
+            stream = thinking_stream(first, eos_id)
+            lps = _stream_logprobs(first, stream)
+            for m in range(n):
+                if transition_ids is None and b == tops[j] and m == 0:
+                    out[j][b][m] = Cut(first, first.thinking_tokens + first.solution_tokens)
+                    continue
+                tracker = _replay(stream, lps, cuts[j][b], backend, prompt)
+                if tracker is None:
+                    fallback.setdefault(b, []).append((j, m))
+                    continue
+                if tracker.done:
+                    out[j][b][m] = Cut(_finish(tracker, None, None), 0)
+                    continue
+                prefix = tracker.solution_prefix()
+                if transition_ids is not None and tracker.thinking_truncated:
+                    prefix = list(prompt) + tracker.completion_ids[: tracker.thinking_tokens] + list(transition_ids)
+                work.append((j, b, m, tracker, prefix, _room(cuts[j][b].solution, backend, prefix)))
+    live = [w for w in work if w[5] is None or w[5] > 0]  # no room left in the context: nothing to generate
+    solved = iter(_solve(backend, [w[4] for w in live], [w[5] for w in live], sampling, stats) if live else [])
+    for j, b, m, tracker, _prefix, cap in work:
+        sol = next(solved) if cap is None or cap > 0 else None
+        cost = 0 if sol is None else sol.thinking_tokens + sol.solution_tokens
+        out[j][b][m] = Cut(_finish(tracker, sol, transition_ids), cost)
+    for b, slots in fallback.items():
+        stats.fallbacks += len(slots)
+        again = cut_and_continue(backend, [prompts[j] for j, _ in slots], [[cuts[j][b]] for j, _ in slots],
+                                 reseeded(sampling, 1_000 + stats.engine_calls), 1, transition_ids, stats)
+        for (j, m), g in zip(slots, again, strict=True):
+            out[j][b][m] = g[0][0]
+    if transition_ids is not None:  # the thinking call's cost, charged to the largest budget's first solution
+        for j, first in enumerate(firsts):
+            assert first is not None
+            c = out[j][tops[j]][0]
+            assert c is not None
+            out[j][tops[j]][0] = Cut(c.completion, c.generated_tokens + first.thinking_tokens + first.solution_tokens)
+    return out  # type: ignore[return-value]
+
+
 def nested_phased(
     backend: Any, prompts: Sequence[Sequence[int]], budgets: Sequence[Budget], sampling: Any,
     transition_ids: Sequence[int] | None = None, stats: NestedStats | None = None,
@@ -169,57 +301,13 @@ def nested_phased(
     Raises:
         ValueError: an unconstrained budget.
     """
-    stats = stats if stats is not None else NestedStats()
     if not budgets:
         return []
     if any(not b.constrained for b in budgets):
         raise ValueError(f"nested_phased needs constrained budgets, got {list(budgets)}.")
-    prompts = [list(p) for p in prompts]
-    top = max(range(len(budgets)), key=lambda i: (budgets[i].think, budgets[i].solution or 0))
-    t_max = budgets[top].think
-    first_budget = budgets[top] if transition_ids is None else Budget(
-        think=t_max, solution=1, eos_in_thinking=budgets[top].eos_in_thinking)
-    first = backend.generate(prompts, first_budget, sampling)
-    stats.engine_calls += 1
-    eos_id = min(backend.special.eos)
-    streams = [thinking_stream(c, eos_id) for c in first]
-    out: list[list[Generation | None]] = [[None] * len(prompts) for _ in budgets]
-    if transition_ids is None:
-        out[top] = [from_completion(c) for c in first]
-    charge = [c.thinking_tokens + c.solution_tokens for c in first]  # the first call's cost, charged to `top`
-    work: list[tuple[int, int, BudgetTracker, list[int], int | None]] = []  # (b, j, tracker, prefix, cap)
-    fallback: dict[int, list[int]] = {}
-    for b, budget in enumerate(budgets):
-        if out[b][0] is not None:
-            continue
-        for j, prompt in enumerate(prompts):
-            tracker = _replay(streams[j], budget, backend, prompt)
-            if tracker is None:
-                fallback.setdefault(b, []).append(j)
-                continue
-            if tracker.done:
-                out[b][j] = _finish(tracker, None, None, 0)
-                continue
-            prefix = tracker.solution_prefix()
-            if transition_ids is not None and tracker.thinking_truncated:
-                prefix = list(prompt) + tracker.completion_ids[: tracker.thinking_tokens] + list(transition_ids)
-            work.append((b, j, tracker, prefix, _room(budget.solution, backend, prefix)))
-    live = [w for w in work if w[4] is None or w[4] > 0]  # no room left in the context: nothing to generate
-    solved = iter(_solve(backend, [w[3] for w in live], [w[4] for w in live], sampling, stats) if live else [])
-    for b, j, tracker, prefix, cap in work:
-        sol = next(solved) if cap is None or cap > 0 else None
-        cost = 0 if sol is None else sol.thinking_tokens + sol.solution_tokens
-        out[b][j] = _finish(tracker, sol, transition_ids, cost, prefix)
-    for b, idx in fallback.items():
-        stats.fallbacks += len(idx)
-        again = nested_phased(backend, [prompts[j] for j in idx], [budgets[b]],
-                              reseeded(sampling, 1_000 + stats.engine_calls), transition_ids, stats)[0]
-        for j, g in zip(idx, again, strict=True):
-            out[b][j] = g
-    for j in range(len(prompts)):
-        g = out[top][j]
-        out[top][j] = _charge(g, g.generated_tokens + (0 if transition_ids is None else charge[j]))  # type: ignore
-    return out  # type: ignore[return-value]
+    cuts = cut_and_continue(backend, prompts, [list(budgets)] * len(prompts), sampling, 1, transition_ids, stats)
+    return [[from_completion(cuts[j][b][0].completion, cuts[j][b][0].generated_tokens) for j in range(len(prompts))]
+            for b in range(len(budgets))]
 
 
 def _room(cap: int | None, backend: Any, prefix: Sequence[int]) -> int | None:
@@ -230,33 +318,35 @@ def _room(cap: int | None, backend: Any, prefix: Sequence[int]) -> int | None:
     return left if cap is None else min(cap, left)
 
 
-def _charge(g: Generation, tokens: int) -> Generation:
-    return Generation(g.prompt_ids, g.completion_ids, g.forced_mask, g.thinking_tokens, g.solution_tokens,
-                      g.thinking_truncated, g.think_finish_reason, g.finish_reason, tokens)
-
-
-def _finish(tracker: BudgetTracker, sol: BudgetedCompletion | None, transition_ids: Sequence[int] | None,
-            cost: int, prefix: Sequence[int] | None = None) -> Generation:
+def _finish(tracker: BudgetTracker, sol: BudgetedCompletion | None,
+            transition_ids: Sequence[int] | None) -> BudgetedCompletion:
     """Combine a replayed thinking tracker with its solution pass."""
+    sol_lps = None if sol is None or len(sol.logprobs) != len(sol.completion_ids) else sol.logprobs
     if sol is not None and (transition_ids is None or not tracker.thinking_truncated):
-        ids = list(sol.completion_ids[: sol.thinking_tokens + sol.solution_tokens])
-        tracker.feed(ids)
+        k = sol.thinking_tokens + sol.solution_tokens
+        tracker.feed(list(sol.completion_ids[:k]), None if sol_lps is None else list(sol_lps[:k]))
         if not tracker.done:
             tracker.finish(sol.finish_reason)
     if transition_ids is None or not tracker.thinking_truncated:
         if not tracker.done:  # no room left for a solution
             tracker.finish("length")
-        return from_completion(tracker.result(), cost)
+        return tracker.result()
     thinking = tracker.completion_ids[: tracker.thinking_tokens]
+    think_lps = list(tracker._logprobs[: tracker.thinking_tokens])
     solution = [] if sol is None else list(sol.completion_ids)
     n_sol = len(solution)
     finish = "length" if sol is None else sol.finish_reason
     if finish == "length" and tracker.budget.solution is not None and n_sol >= tracker.budget.solution:
         finish = "budget"
-    return Generation(
-        tuple(tracker.prompt_ids), tuple(thinking + list(transition_ids) + solution),
-        tuple([0] * len(thinking) + [1] * len(transition_ids) + [0] * n_sol), tracker.thinking_tokens, n_sol,
-        True, tracker.think_finish_reason, finish, cost,
+    have_lps = tracker._have_logprobs and (sol is None or sol_lps is not None)
+    forced = [0] * len(thinking) + [1] * len(transition_ids) + [0] * n_sol
+    train_forced = tracker.budget.train_forced_token
+    return BudgetedCompletion(
+        prompt_ids=tuple(tracker.prompt_ids), completion_ids=tuple(thinking + list(transition_ids) + solution),
+        logprobs=tuple(think_lps + [FORCED_LOGPROB] * len(transition_ids) + list(sol_lps or [])) if have_lps else (),
+        env_mask=tuple(1 if (not f or train_forced) else 0 for f in forced), forced_mask=tuple(forced),
+        thinking_tokens=tracker.thinking_tokens, solution_tokens=n_sol, thinking_truncated=True,
+        think_finish_reason=tracker.think_finish_reason, finish_reason=finish,
     )
 
 
