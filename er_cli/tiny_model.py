@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="Output directory (created if missing).")
     parser.add_argument("--seed", type=int, default=0, help="Seed for corpus, weights and training (default: 0).")
     parser.add_argument(
+        "--task", choices=("chat", "sums"), default="chat",
+        help="chat: the general tiny test model; sums: a start model for a first GRPO run that visibly learns "
+        "(fine-tuned on small sums with long and short reasoning, about 40 s; the problems are written to "
+        "OUT/train.jsonl; trainers/recipes/first_run_cpu.yaml trains it) (default: chat).",
+    )
+    parser.add_argument(
         "--multi-token-think-end", action="store_true",
         help="Make </think> several BPE tokens instead of one special token (for tests).",
     )
@@ -44,7 +50,11 @@ def _run(ns: argparse.Namespace) -> int:
     from er_tools.tiny_model import TinyModelConfig, build_tiny_model
 
     config = dataclass_from_args(TinyModelConfig, ns)
-    settings = {"seed": ns.seed, "multi_token_think_end": bool(ns.multi_token_think_end),
+    if ns.task == "sums":
+        if ns.multi_token_think_end or config != TinyModelConfig():
+            raise SystemExit("er tiny-model: --task sums builds a fixed start model; drop --multi-token-think-end "
+                             "and the model-shape flags, or use --task chat.")
+    settings = {"seed": ns.seed, "task": ns.task, "multi_token_think_end": bool(ns.multi_token_think_end),
                 "config": dataclasses.asdict(config)}
     marker = Path(ns.out) / SETTINGS_FILE
     if not ns.force and marker.is_file() and (Path(ns.out) / "config.json").is_file():
@@ -56,8 +66,13 @@ def _run(ns: argparse.Namespace) -> int:
             print(f"{ns.out} already holds a tiny model built with these settings (--force rebuilds it)")
             return 0
     marker.unlink(missing_ok=True)
-    path = build_tiny_model(ns.out, seed=ns.seed, think_end_single_token=not ns.multi_token_think_end,
-                            config=config)
+    if ns.task == "sums":
+        from er_tools.synthetic_arith import build_quick_task
+
+        path = build_quick_task(ns.out, seed=ns.seed)
+    else:
+        path = build_tiny_model(ns.out, seed=ns.seed, think_end_single_token=not ns.multi_token_think_end,
+                                config=config)
     (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n")
     print(path)
     return 0

@@ -49,7 +49,11 @@ from er_tools.tiny_model import THINK_END
 
 __all__ = [
     "ArithTaskConfig",
+    "QUICK_PROBLEMS_FILE",
+    "QUICK_START_MODEL",
+    "QUICK_TASK",
     "START_MODEL_SETTINGS",
+    "build_quick_task",
     "build_start_model",
     "completion",
     "long_trace",
@@ -341,3 +345,41 @@ def write_problems_jsonl(problems: Sequence[Problem], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in problems), encoding="utf-8")
     return path
+
+
+#: the quick sums of the first training run (``er tiny-model --task sums``) and of
+#: tests/trainers/test_er_effect.py: 2-3 numbers from 1..3
+QUICK_TASK = ArithTaskConfig(min_terms=2, max_terms=3, max_operand=3)
+#: a smaller start model than :data:`START_MODEL_SETTINGS` (about 40 s on 2 CPU cores)
+QUICK_START_MODEL: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "train_steps": 600}
+#: the file next to a quick start model holding the problems it was fine-tuned on
+QUICK_PROBLEMS_FILE = "train.jsonl"
+
+
+def build_quick_task(out_dir: str | Path, seed: int = 0, n_problems: int = 24) -> Path:
+    """A quick start model for a first GRPO run that visibly learns, with its training problems.
+
+    ``n_problems`` sums of :data:`QUICK_TASK`, 8 fine-tuning documents each, 70% long traces
+    (34 or 70 thinking tokens) and 30% short ones (8 or 17), all correct: unconstrained the model
+    is right in either style almost always, and at a thinking budget of 20 tokens every long trace
+    is cut before its answer, so budget-constrained GRPO has something to learn within a dozen
+    steps (trainers/recipes/first_run_cpu.yaml).
+
+    Args:
+        out_dir: directory of the model; the problems go to ``out_dir/train.jsonl``.
+        seed: seed of the problems, traces, weights and training order.
+        n_problems: number of training problems (>= 1).
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ValueError: ``n_problems`` < 1.
+
+    """
+    if n_problems < 1:
+        raise ValueError(f"n_problems must be >= 1, got {n_problems}.")
+    problems = make_problems(n_problems, seed=seed, config=QUICK_TASK)
+    out = build_start_model(out_dir, problems * 8, long_fraction=0.7, seed=seed, **QUICK_START_MODEL)
+    write_problems_jsonl(problems, Path(out) / QUICK_PROBLEMS_FILE)
+    return Path(out)

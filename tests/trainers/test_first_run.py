@@ -1,43 +1,55 @@
-"""The README's first training (trainers/recipes/first_run_cpu.yaml) has a learning signal (issue 26).
+"""The README's first training visibly learns (issue 26).
 
-On the demo's model, the recipe's groups have reward variance, so GRPO has a gradient on every step,
-the weights change and the logged reward moves: what the training guide tells a new user to look for
-in the log (unlike tiny_cpu.yaml, whose rewards are all 0).
+Exactly the commands the README and the training guide show, in-process: ``er tiny-model --task sums``
+builds the quick start model and its problems, then ``er train --config
+trainers/recipes/first_run_cpu.yaml`` (through :func:`trainers.launch.train`, what ``er train`` runs).
+The recipe's comment tells a user what to see in the log: the reward rising, the share of rollouts cut
+falling, a nonzero gradient. This test holds the run to that, so a trainer that ignores the rewards,
+the budget or the learning rate fails it (with learning rate 0 the reward does not rise).
 """
 
 from __future__ import annotations
 
-import hashlib
+import statistics
 
 import pytest
 
+from er_cli import main as er_main
 from trainers.config import load_recipe
 
+WINDOW = 4
 
-def _digest(model) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
+
+@pytest.fixture(scope="module")
+def start_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("first-run") / "start-model"
+    assert er_main(["tiny-model", "--task", "sums", "--out", str(out)]) == 0
+    assert (out / "train.jsonl").is_file()
+    return out
+
+
+def _run(start_model, tmp_path, **grpo):
+    from trainers.launch import train
+
+    cfg = load_recipe("first_run_cpu", {"model": str(start_model), "dataset": str(start_model / "train.jsonl"),
+                                        "output_dir": str(tmp_path / "run"), "grpo": grpo})
+    trainer = train(cfg)
+    steps = [h for h in trainer.state.log_history if "reward" in h]
+    assert len(steps) == cfg.grpo["max_steps"]
+    return steps
 
 
 @pytest.mark.slow
-def test_first_run_recipe_has_a_learning_signal_and_the_reward_moves(demo_model_dir, tmp_path):
-    from trainers.launch import build_trainer
-
-    cfg = load_recipe("first_run_cpu", {"model": str(demo_model_dir), "output_dir": str(tmp_path / "run")})
-    assert cfg.model == str(demo_model_dir)
-    trainer = build_trainer(cfg)
-    before = _digest(trainer.model)
-    trainer.train()
-    steps = [h for h in trainer.state.log_history if "reward" in h]
-    assert len(steps) == cfg.grpo["max_steps"]
+def test_first_run_recipe_visibly_learns(start_model, tmp_path):
+    steps = _run(start_model, tmp_path)
     rewards = [h["reward"] for h in steps]
-    print("rewards per step:", rewards, "grad norms:", [round(h["grad_norm"], 3) for h in steps])
-    # a learning signal: groups whose completions differ in reward, hence a nonzero gradient
-    assert steps[0]["reward_std"] > 0 and steps[0]["grad_norm"] > 0
-    assert sum(h["grad_norm"] > 0 for h in steps) >= len(steps) - 1
-    assert len(set(rewards)) > 1  # the reward moves
-    assert _digest(trainer.model) != before
-    # the budget binds: thinking is cut at t on most completions (the reason rewards differ)
-    assert steps[0]["er/math_cut_share"] > 0.5
+    cut = [h["er/math_cut_share"] for h in steps]
+    print("rewards per step:", [round(r, 3) for r in rewards], "cut share:", [round(c, 2) for c in cut])
+    assert steps[0]["grad_norm"] > 0
+    assert statistics.fmean(rewards[-WINDOW:]) >= statistics.fmean(rewards[:WINDOW]) + 0.15
+    assert statistics.fmean(cut[-WINDOW:]) < statistics.fmean(cut[:WINDOW])
+
+
+def test_sums_task_refuses_model_shape_flags(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--task sums builds a fixed start model"):
+        er_main(["tiny-model", "--task", "sums", "--out", str(tmp_path / "m"), "--multi-token-think-end"])
