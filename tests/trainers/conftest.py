@@ -58,3 +58,18 @@ def tiny_trainer(tiny_model_dir, math_problems, tmp_path_factory):
             args=grpo_args(tmp_path_factory.mktemp("grpo")), train_dataset=problems_to_dataset(math_problems),
             processing_class=tok, rollout_func=rollout,
         )
+
+
+@pytest.fixture(scope="session")
+def quick_sums_model(tmp_path_factory):
+    """``er tiny-model --task sums``'s start model (its problems in ``train.jsonl`` beside it), built once.
+
+    The first training (tests/trainers/test_first_run.py) and the short miniature
+    (tests/trainers/test_er_effect.py) start from it.
+    """
+    from er_cli import main as er_main
+
+    out = tmp_path_factory.mktemp("quick-sums") / "start-model"
+    assert er_main(["tiny-model", "--task", "sums", "--out", str(out)]) == 0
+    assert (out / "train.jsonl").is_file()
+    return out

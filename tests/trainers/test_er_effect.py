@@ -35,16 +35,17 @@ WINDOW = 4
 
 
 @pytest.fixture(scope="module")
-def sums_task(tmp_path_factory):
-    """(training problems, their JSONL file, the fine-tuned start model's directory)."""
-    from er_tools.synthetic_arith import ArithTaskConfig, build_start_model, make_problems, write_problems_jsonl
+def sums_task(quick_sums_model):
+    """(training problems, their JSONL file, the fine-tuned start model's directory).
 
-    root = tmp_path_factory.mktemp("er-effect")
-    problems = make_problems(24, seed=0, config=ArithTaskConfig(min_terms=2, max_terms=3, max_operand=3))
-    data = write_problems_jsonl(problems, root / "train.jsonl")
-    start = build_start_model(root / "start-model", problems * 8, long_fraction=0.7, seed=0, hidden_size=64,
-                              intermediate_size=128, train_steps=600)
-    return problems, data, start
+    The start model is ``er tiny-model --task sums``'s (:func:`er_tools.synthetic_arith.build_quick_task`:
+    these 24 sums, 8 documents each, 70% long traces, hidden size 64, 600 steps), shared with the
+    first-training test.
+    """
+    from er_tools.synthetic_arith import QUICK_TASK, make_problems
+
+    problems = make_problems(24, seed=0, config=QUICK_TASK)
+    return problems, quick_sums_model / "train.jsonl", quick_sums_model
 
 
 def _accuracy(model_dir, problems, think: int) -> float:

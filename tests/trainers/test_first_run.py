@@ -20,12 +20,10 @@ from trainers.config import load_recipe
 WINDOW = 4
 
 
-@pytest.fixture(scope="module")
-def start_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("first-run") / "start-model"
-    assert er_main(["tiny-model", "--task", "sums", "--out", str(out)]) == 0
-    assert (out / "train.jsonl").is_file()
-    return out
+@pytest.fixture
+def start_model(quick_sums_model):
+    """``er tiny-model --task sums --out ...`` (tests/trainers/conftest.py, shared with test_er_effect.py)."""
+    return quick_sums_model
 
 
 def _run(start_model, tmp_path, **grpo):

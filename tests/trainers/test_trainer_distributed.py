@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from trainers.config import ConfigError, load_recipe
 from tests.quiet_output import assert_quiet
+from trainers.config import ConfigError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 DENSE = '''

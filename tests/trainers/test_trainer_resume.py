@@ -53,7 +53,9 @@ def _rollouts(rows: list[dict]) -> list[tuple]:
 
 
 def _rewards(rows: list[dict]) -> list[tuple]:
-    return [(r["step"], r["func"], r["rewards"]) for r in rows if r["event"] == "reward"]
+    # sorted: TRL runs async reward functions (the graders) concurrently with sync ones (an extra reward),
+    # so the order in which a step's functions write their records is not fixed
+    return sorted((r["step"], r["func"], r["rewards"]) for r in rows if r["event"] == "reward")
 
 
 def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 240) -> None:
