@@ -569,6 +569,7 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
     grpo = {**cfg.grpo, **_REHEARSAL_GRPO}
     if cfg.backend == "vllm":
         grpo["vllm_max_model_length"] = 512
+        grpo["vllm_enable_sleep_mode"] = False  # sleep mode needs CUDA's memory pool; the rehearsal runs on CPU
     per_pass = max(cfg.anytime_cuts, 1) * cfg.anytime_solutions
     group = 4 if not cfg.anytime_cuts else max(2, per_pass)  # anytime: one thinking pass (two if K x n = 1)
     grpo["per_device_train_batch_size"] = math.lcm(4, group)
