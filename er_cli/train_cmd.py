@@ -57,7 +57,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for action in parser._actions:
         if action.dest in names:
             action.default = argparse.SUPPRESS
+        if action.dest == "think_budget_tokens":  # a number or a prior, as in a recipe
+            action.type = _budget_value
+            action.help = ("Thinking budget t in tokens (paper: 1024), or a prior drawn per GRPO group, written as "
+                           "in a recipe: '256,512,1024', '{budgets: [256, 1024], weights: [3, 1]}', "
+                           "'{uniform: [lo, hi]}' or '{log_uniform: [lo, hi]}'.")
     parser.set_defaults(func=_run)
+
+
+def _budget_value(text: str) -> Any:
+    """``--think-budget-tokens``: ``1024``, ``256,512,1024`` or a YAML prior such as ``{log_uniform: [16, 64]}``."""
+    import yaml
+
+    text = text.strip()
+    if text and all(part.strip().isdigit() for part in text.split(",")):
+        parts = [int(part) for part in text.split(",")]
+        return parts[0] if len(parts) == 1 else parts
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a number, a comma list of budgets nor a YAML prior such as "
+            "'{log_uniform: [16, 64]}'") from None
 
 
 def _overrides(ns: argparse.Namespace) -> dict[str, Any]:

@@ -8,8 +8,10 @@ only in which budgets a generation batch gets and how many engine passes it take
   priors existed.
 * :class:`PriorPerGroup`: one thinking budget ``t`` drawn per GRPO group from a
   :class:`BudgetPrior` (every sample of a group shares its ``t``, so advantages compare
-  like with like), in the spirit of HBPO (arXiv 2507.15844), which trains sub-groups
-  under different budgets. One engine call per distinct ``t`` in the batch.
+  like with like). With ``subgroups = m > 1`` each group is split into ``m`` equal
+  sub-groups of consecutive samples under ``m`` distinct budgets drawn together, as
+  HBPO (arXiv 2507.15844) trains sub-groups under different budgets. One engine call
+  per distinct ``t`` in the batch.
 * :class:`AnytimeCuts`: AnytimeReasoner's layout (arXiv 2505.13438): each GRPO group
   of ``G x K x n`` completions is ``G`` thinking passes, each cut at the group's ``K``
   budgets (drawn from the prior without replacement), with ``n`` solutions sampled at
@@ -29,7 +31,9 @@ Layout contract (TRL 1.x): the ``RepeatSampler`` repeats each prompt
 ``num_generations`` times consecutively, and process ``r`` of ``P`` receives the
 contiguous slice ``[r * B, (r + 1) * B)`` of the generation batch (``B`` prompts per
 process). The global index of local prompt ``i`` is therefore ``r * B + i`` and its
-group is that index ``// num_generations``.
+group is that index ``// num_generations``. :meth:`BudgetStrategy.row_budgets` gives the
+thinking budget of every row of the generation batch from the same draws (what
+:mod:`trainers.advantages` groups rewards by for per-budget baselines).
 """
 
 from __future__ import annotations
@@ -228,10 +232,31 @@ class BudgetStrategy:
     """
 
     base: Budget
+    #: tokens the engine sampled in the last :meth:`generate` (this process; the forced
+    #: ``</think>`` not counted; anytime rollouts count each shared thinking pass once)
+    generated_tokens: int = 0
 
     def cuts(self, layout: RolloutLayout, group: int) -> list[int]:
         """The thinking budgets of ``group`` (ascending)."""
         raise NotImplementedError
+
+    def row_budget(self, cuts: Sequence[int], position: int, group_size: int) -> int:
+        """The thinking budget of the sample at ``position`` of a group whose budgets are ``cuts``."""
+        return cuts[0]
+
+    def row_budgets(self, layout: RolloutLayout, n_local: int) -> list[int]:
+        """The thinking budget of every row of the generation batch (all processes, in order).
+
+        The same list on every process (a pure function of the layout). Rows without a
+        thinking budget (``think=None``) get 0.
+        """
+        size = layout.num_generations
+        rows = layout.num_processes * n_local
+        out = []
+        for g in layout.all_groups(n_local):
+            cuts = self.cuts(layout, g) or [0]
+            out += [self.row_budget(cuts, q, size) for q in range(size)]
+        return out[:rows]
 
     def generate(self, backend: Any, prompt_ids: Sequence[Sequence[int]], sampling: Any,
                  layout: RolloutLayout) -> list[BudgetedCompletion]:
@@ -260,26 +285,38 @@ class FixedBudget(BudgetStrategy):
     def generate(self, backend: Any, prompt_ids: Sequence[Sequence[int]], sampling: Any,
                  layout: RolloutLayout) -> list[BudgetedCompletion]:
         """One engine call under the fixed budget (the rollout as it was before priors)."""
-        return list(backend.generate(prompt_ids, self.base, sampling))
+        out = list(backend.generate(prompt_ids, self.base, sampling))
+        self.generated_tokens = sum(c.thinking_tokens + c.solution_tokens for c in out)
+        return out
 
 
 @dataclass
 class PriorPerGroup(BudgetStrategy):
-    """One thinking budget per GRPO group, drawn from ``prior``."""
+    """Thinking budgets per GRPO group, drawn from ``prior``.
+
+    With ``subgroups = 1`` (the default) one budget per group. With ``m > 1``, ``m``
+    distinct budgets are drawn per group (ascending) and the group's ``G / m`` consecutive
+    samples of sub-group ``j`` get the ``j``-th (HBPO's layout).
+    """
 
     base: Budget
     prior: BudgetPrior
+    subgroups: int = 1
 
     def cuts(self, layout: RolloutLayout, group: int) -> list[int]:  # noqa: D102 - see BudgetStrategy
-        return self.prior.draw(group_rng(layout.seed, layout.call, group), 1)
+        return self.prior.draw(group_rng(layout.seed, layout.call, group), self.subgroups)
+
+    def row_budget(self, cuts: Sequence[int], position: int, group_size: int) -> int:  # noqa: D102
+        return cuts[position // (group_size // len(cuts))] if len(cuts) > 1 else cuts[0]
 
     def generate(self, backend: Any, prompt_ids: Sequence[Sequence[int]], sampling: Any,
                  layout: RolloutLayout) -> list[BudgetedCompletion]:
         """One engine call per distinct drawn budget (the first keeps the call's seed, the others are reseeded)."""
         from er_env.eval.nested import reseeded
 
-        drawn = {g: self.cuts(layout, g)[0] for g in set(layout.groups(len(prompt_ids)))}
-        think = [drawn[g] for g in layout.groups(len(prompt_ids))]
+        start = layout.process_index * len(prompt_ids)
+        rows = self.row_budgets(layout, len(prompt_ids))
+        think = rows[start:start + len(prompt_ids)]
         out: list[BudgetedCompletion | None] = [None] * len(prompt_ids)
         for k, t in enumerate(sorted(set(think))):  # one engine call per distinct budget, each its own seed
             idx = [i for i, x in enumerate(think) if x == t]
@@ -287,6 +324,7 @@ class PriorPerGroup(BudgetStrategy):
             res = backend.generate([prompt_ids[i] for i in idx], self._budget(t), call_sampling)
             for i, c in zip(idx, res, strict=True):
                 out[i] = c
+        self.generated_tokens = sum(c.thinking_tokens + c.solution_tokens for c in out if c is not None)
         return out  # type: ignore[return-value]
 
 
@@ -308,6 +346,9 @@ class AnytimeCuts(BudgetStrategy):
     def cuts(self, layout: RolloutLayout, group: int) -> list[int]:  # noqa: D102 - see BudgetStrategy
         return self.prior.draw(group_rng(layout.seed, layout.call, group), self.k)
 
+    def row_budget(self, cuts: Sequence[int], position: int, group_size: int) -> int:  # noqa: D102
+        return cuts[(position % (self.k * self.n)) // self.n]
+
     def generate(self, backend: Any, prompt_ids: Sequence[Sequence[int]], sampling: Any,
                  layout: RolloutLayout) -> list[BudgetedCompletion]:
         """One thinking pass per ``K x n`` prompts, through :func:`er_env.eval.nested.cut_and_continue`."""
@@ -327,11 +368,13 @@ class AnytimeCuts(BudgetStrategy):
         cuts = [[self._budget(t) for t in self.cuts(layout, groups[s])] for s in passes]
         self.stats = NestedStats()
         out = cut_and_continue(backend, [prompt_ids[s] for s in passes], cuts, sampling, self.n, None, self.stats)
-        return [c.completion for per_pass in out for per_cut in per_pass for c in per_cut]
+        flat = [c for per_pass in out for per_cut in per_pass for c in per_cut]
+        self.generated_tokens = sum(c.generated_tokens for c in flat)
+        return [c.completion for c in flat]
 
 
 def make_strategy(base: Budget, prior: BudgetPrior | None = None, anytime_cuts: int = 0,
-                  anytime_solutions: int = 1) -> BudgetStrategy:
+                  anytime_solutions: int = 1, subgroups: int = 1) -> BudgetStrategy:
     """The strategy a config asks for.
 
     Args:
@@ -340,9 +383,10 @@ def make_strategy(base: Budget, prior: BudgetPrior | None = None, anytime_cuts: 
             unless anytime rollouts are on).
         anytime_cuts: ``K`` (0: no anytime rollouts).
         anytime_solutions: ``n``.
+        subgroups: ``m`` budgets per group, one per sub-group (1: one per group).
 
     Raises:
-        PriorError: ``K`` larger than the prior's distinct budgets.
+        PriorError: ``K`` or ``m`` larger than the prior's distinct budgets.
     """
     if prior is None and base.think is not None:
         prior = BudgetPrior((base.think,), (1.0,), "fixed")
@@ -353,6 +397,13 @@ def make_strategy(base: Budget, prior: BudgetPrior | None = None, anytime_cuts: 
             raise PriorError(f"anytime_cuts={k} cuts need {k} distinct budgets, but think_budget_tokens has "
                              f"{len(prior.support)} ({prior.describe()}); lower anytime_cuts or widen the prior.")
         return AnytimeCuts(base, prior, k, anytime_solutions)
+    if subgroups > 1:
+        assert prior is not None
+        if subgroups > len(prior.support):
+            raise PriorError(f"budget_subgroups={subgroups} sub-groups need {subgroups} distinct budgets, but "
+                             f"think_budget_tokens has {len(prior.support)} ({prior.describe()}); lower "
+                             "budget_subgroups or widen the prior.")
+        return PriorPerGroup(base, prior, subgroups)
     if prior is None or prior.fixed:
         return FixedBudget(base)
     return PriorPerGroup(base, prior)

@@ -95,6 +95,12 @@ class ERTrainConfig:
             budgets drawn from the prior, ``anytime_solutions`` solutions per cut, all in
             the prompt's group (``group_size`` = passes x ``K`` x ``n``). 0: off.
         anytime_solutions: ``n``, solutions sampled at each cut (anytime rollouts only).
+        budget_subgroups: ``m`` > 1 splits each GRPO group into ``m`` sub-groups of
+            consecutive samples under ``m`` distinct budgets drawn from the prior (HBPO's
+            layout); 1: one budget per group.
+        advantage_baseline: ``group`` (TRL's: one mean per group) or ``budget`` (the mean
+            of the group's completions under the same thinking budget: per cut for anytime
+            rollouts, per sub-group; see :mod:`trainers.advantages`).
         solution_budget_tokens: solution budget ``s``.
         train_forced_token: train on forced ``</think>`` tokens (``env_mask`` 1).
         group_size: completions per problem (GRPO ``num_generations``).
@@ -164,6 +170,10 @@ class ERTrainConfig:
         "help": "Anytime rollouts: cut each thinking pass at K budgets from the prior (0: off)."})
     anytime_solutions: int = field(default=1, metadata={
         "help": "Anytime rollouts: solutions sampled at each cut (n); group_size = passes x K x n."})
+    budget_subgroups: int = field(default=1, metadata={
+        "help": "Split each GRPO group into m sub-groups under m distinct budgets from the prior (1: off)."})
+    advantage_baseline: str = field(default="group", metadata={
+        "help": "GRPO baseline: group (TRL's group mean) or budget (the mean under the same thinking budget)."})
     solution_budget_tokens: int = field(default=1024, metadata={"help": "Solution budget s in tokens (paper: 1024)."})
     train_forced_token: bool = field(default=False, metadata={"help": "Train on forced </think> tokens (env_mask 1)."})
     group_size: int = field(default=8, metadata={"help": "Completions per problem (GRPO num_generations)."})
@@ -286,10 +296,23 @@ class ERTrainConfig:
         if not isinstance(self.solution_budget_tokens, int) or isinstance(self.solution_budget_tokens, bool):
             raise ConfigError(f"solution_budget_tokens must be a positive integer (priors apply to "
                               f"think_budget_tokens only), got {self.solution_budget_tokens!r}.")
-        k, n = self.anytime_cuts, self.anytime_solutions
+        k, n, m = self.anytime_cuts, self.anytime_solutions, self.budget_subgroups
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f"anytime_cuts must be an integer >= 0 (0: no anytime rollouts), got {k!r}.")
         _positive_int("anytime_solutions", n)
+        _positive_int("budget_subgroups", m)
+        self._check_baseline(m == 1 and not k)
+        if m > 1:
+            if k:
+                raise ConfigError(f"budget_subgroups={m} and anytime_cuts={k} are two layouts of a group; use one "
+                                  "(anytime rollouts already put K budgets in every group).")
+            if m > len(prior.support):
+                raise ConfigError(f"budget_subgroups={m} needs {m} distinct budgets, but think_budget_tokens "
+                                  f"({prior.describe()}) has {len(prior.support)}; lower budget_subgroups or widen "
+                                  "the prior.")
+            if self.group_size % m or self.group_size // m < 2:
+                raise ConfigError(f"group_size={self.group_size} must split into budget_subgroups={m} sub-groups of "
+                                  f"at least 2 samples each; set group_size to a multiple of {m} that is >= {2 * m}.")
         if not k:
             if n != 1:
                 raise ConfigError(f"anytime_solutions={n} needs anytime rollouts; set anytime_cuts >= 1 (or "
@@ -310,6 +333,22 @@ class ERTrainConfig:
                               f"{per_device * steps} completions per process, which would split a thinking pass's "
                               f"anytime_cuts x anytime_solutions = {per} completions between processes; set "
                               f"grpo.per_device_train_batch_size to a multiple of {per}.")
+
+    def _check_baseline(self, one_budget_per_group: bool) -> None:
+        from trainers.advantages import BASELINES
+
+        b = self.advantage_baseline
+        if b not in BASELINES:
+            raise ConfigError(f"advantage_baseline must be one of {list(BASELINES)}, got {b!r}.")
+        if b == "budget" and one_budget_per_group:
+            raise ConfigError("advantage_baseline: budget compares completions under the same thinking budget, but "
+                              "every group here has one budget, so it would be TRL's group baseline; set "
+                              "anytime_cuts or budget_subgroups (with a prior), or advantage_baseline: group.")
+        aggregation = self.grpo.get("multi_objective_aggregation", "sum_then_normalize")
+        if b == "budget" and aggregation != "sum_then_normalize":
+            raise ConfigError(f"advantage_baseline: budget works on summed rewards; grpo.multi_objective_aggregation="
+                              f"{aggregation!r} normalises each reward first. Set it to sum_then_normalize or use "
+                              "advantage_baseline: group.")
 
     @property
     def think_prior(self) -> Any:

@@ -203,7 +203,7 @@ class _Recorder:
 
 
 def _recording_rollout(rollout: Callable[..., dict[str, Any]], rec: _Recorder) -> Callable[..., dict[str, Any]]:
-    from trainers.rollout import TEXT_FIELD
+    from trainers.rollout import BUDGET_FIELD, TEXT_FIELD
 
     def recorded(prompts: Any, trainer: Any) -> dict[str, Any]:
         out = rollout(prompts, trainer)
@@ -211,7 +211,7 @@ def _recording_rollout(rollout: Callable[..., dict[str, Any]], rec: _Recorder) -
                   completions=[_text_digest(t) for t in out[TEXT_FIELD]],
                   completion_ids=out["completion_ids"],
                   **{k: list(out[k]) for k in ("thinking_tokens", "solution_tokens", "thinking_truncated",
-                                                 "think_finish_reason")})
+                                                 "think_finish_reason", BUDGET_FIELD) if k in out})
         rec.calls += 1
         return out
 

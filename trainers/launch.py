@@ -442,7 +442,7 @@ def build_trainer(cfg: ERTrainConfig, preemption: Any = None) -> Any:
         check_same_recipe(cfg)
     budget = Budget(think=cfg.think_budget_max, solution=cfg.solution_budget_tokens,
                     train_forced_token=cfg.train_forced_token)
-    strategy = make_strategy(budget, cfg.think_prior, cfg.anytime_cuts, cfg.anytime_solutions)
+    strategy = make_strategy(budget, cfg.think_prior, cfg.anytime_cuts, cfg.anytime_solutions, cfg.budget_subgroups)
     sampling = SamplingConfig(temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=cfg.top_k,
                               seed=cfg.seed, logprobs=True)
     problems = load_training_problems(cfg, on_bad_row="warn" if cfg.on_bad_problem == "skip" else "raise")
@@ -529,10 +529,14 @@ _REHEARSAL_GRPO = {"per_device_train_batch_size": 4, "gradient_accumulation_step
 
 
 def _anytime_note(cfg: ERTrainConfig) -> str:
+    baseline = "; per-budget baselines" if cfg.advantage_baseline == "budget" else ""
+    if cfg.budget_subgroups > 1:
+        return (f" ({cfg.budget_subgroups} per GRPO group, one per sub-group of "
+                f"{cfg.group_size // cfg.budget_subgroups}{baseline})")
     if not cfg.anytime_cuts:
         return " (one per GRPO group)" if not cfg.think_prior.fixed else ""
     return (f" (anytime: {cfg.anytime_cuts} cuts x {cfg.anytime_solutions} solutions per thinking pass, "
-            f"{cfg.group_size // (cfg.anytime_cuts * cfg.anytime_solutions)} passes per group)")
+            f"{cfg.group_size // (cfg.anytime_cuts * cfg.anytime_solutions)} passes per group{baseline})")
 
 
 def _rehearsal_prior(value: Any) -> Any:
@@ -572,6 +576,8 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
         grpo["vllm_enable_sleep_mode"] = False  # sleep mode needs CUDA's memory pool; the rehearsal runs on CPU
     per_pass = max(cfg.anytime_cuts, 1) * cfg.anytime_solutions
     group = 4 if not cfg.anytime_cuts else max(2, per_pass)  # anytime: one thinking pass (two if K x n = 1)
+    if cfg.budget_subgroups > 1:
+        group = 2 * cfg.budget_subgroups  # two samples per sub-group
     grpo["per_device_train_batch_size"] = math.lcm(4, group)
     return dataclasses.replace(
         cfg, model=model, dataset=f"embedded:{task}", dataset_split=None, dataset_config=None, dataset_limit=4,

@@ -26,6 +26,9 @@
   checkpoint of the last finished step and exits with :data:`EXIT_REWARD_OUTAGE`), or
   drop the groups that hold an unscored completion (``drop``: NaN rows, advantage 0,
   counted as ``er/dropped_groups``).
+- **Per-budget baselines.** With ``advantage_baseline: budget`` the advantages TRL
+  computed are replaced by :func:`trainers.advantages.budget_baseline_advantages` over the
+  same rewards, grouped by the thinking budget of each row (what the rollout drew).
 - **Preemption.** :class:`Preemption` turns SIGTERM into a flag; at the end of the
   current optimizer step the ranks agree on it, HF saves a checkpoint and stops, and
   ``er train`` exits with :data:`EXIT_PREEMPTED`.
@@ -253,7 +256,37 @@ def trainer_class() -> type:
             self._metrics[mode]["er/reward_errors"].append(float((errors & ~outage).sum()))
             retried = torch.tensor([float(retries)], device=device)
             self._metrics[mode]["er/reward_retries"].append(float(gather(retried).sum()))
+            self._er_rewards_per_func = rewards_per_func  # all processes' rows: per-budget baselines start here
             return rewards_per_func
+
+        def _generate_and_score_completions(self, inputs: Any) -> Any:
+            out = super()._generate_and_score_completions(inputs)
+            if not self.model.training:
+                return out
+            if self.er_config is not None and self.er_config.advantage_baseline == "budget":
+                out["advantages"] = self._er_budget_advantages(len(out["advantages"]), out["advantages"])
+            if self.er_recorder is not None:  # the advantages this rank trains on
+                self.er_recorder.write("advantages", step=self.state.global_step,
+                                       advantages=out["advantages"].reshape(len(out["advantages"]), -1)[:, 0].tolist())
+            return out
+
+        def _er_budget_advantages(self, n_local: int, trl_advantages: Any) -> Any:
+            """This process's advantages under per-budget baselines (:mod:`trainers.advantages`)."""
+            from trainers.advantages import budget_baseline_advantages
+
+            rewards_per_func = self._er_rewards_per_func
+            rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+            rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+            rows = list(getattr(self.er_rollout, "last_row_budgets", []))
+            if len(rows) != len(rewards):
+                raise RuntimeError(f"per-budget baselines: the rollout recorded {len(rows)} row budgets for "
+                                   f"{len(rewards)} rewards; advantage_baseline: budget needs er train's rollout.")
+            adv = budget_baseline_advantages(rewards, rows, self.num_generations, str(self.scale_rewards))
+            start = self.accelerator.process_index * n_local
+            logged, values = self._logs["advantages"], adv.tolist()  # TRL's table: the advantages actually used
+            for i in range(1, min(len(logged), len(values)) + 1):
+                logged[-i] = values[-i]
+            return adv[start:start + n_local].to(trl_advantages.device, trl_advantages.dtype)
 
         def _er_endpoint(self) -> str:
             return str(self.er_config.reward_endpoint) if self.er_config else "?"

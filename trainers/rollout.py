@@ -41,7 +41,9 @@ Extra fields returned for reward functions and logging (one value per completion
 ``er_completion_text`` (the decoded completion with ``</think>`` kept: TRL's own
 ``completions`` are decoded with ``skip_special_tokens=True`` and can lose it),
 ``er_problem_id``, ``thinking_tokens``, ``solution_tokens``, ``thinking_truncated``,
-``think_finish_reason``, ``finish_reason``.
+``think_finish_reason``, ``finish_reason``, and ``er_think_budget`` (the thinking budget
+the completion was generated under: the drawn one with a prior, the cut with anytime
+rollouts; budget-aware rewards read it).
 
 Example:
     >>> from trl import GRPOConfig, GRPOTrainer  # doctest: +SKIP
@@ -84,6 +86,8 @@ __all__ = [
 PROBLEM_COLUMN = "er_problem"
 #: extra rollout field carrying the decoded completion, ``</think>`` kept
 TEXT_FIELD = "er_completion_text"
+#: extra rollout field carrying each completion's thinking budget (0: none)
+BUDGET_FIELD = "er_think_budget"
 
 #: builds a backend bound to the given (current) policy model and tokenizer
 BackendFactory = Callable[[Any, Any], Backend]
@@ -245,7 +249,9 @@ class ElasticRolloutFunc:
             (TRL's own vLLM engine; the trainer needs ``use_vllm=True``).
         strategy: how budgets are chosen (:mod:`trainers.budgets`; default: ``budget``
             for every completion, one engine call). Priors and anytime rollouts log
-            ``er/think_budget/{mean,min,max}`` over the whole generation batch.
+            ``er/think_budget/{mean,min,max}`` over the whole generation batch; every
+            rollout logs ``er/generated_tokens``, the tokens the engine sampled per
+            process (anytime rollouts count a shared thinking pass once).
 
     Raises:
         ValueError: no problems, duplicate ids, a bad ``budget``/``sampling`` type, or
@@ -288,6 +294,9 @@ class ElasticRolloutFunc:
         self.template = template
         self._vllm_backend: tuple[Any, Backend] | None = None
         self.calls = 0
+        #: the thinking budget of every row of the last generation batch (all processes; see
+        #: BudgetStrategy.row_budgets): what per-budget baselines group rewards by
+        self.last_row_budgets: list[int] = []
         self._prompt_cache: dict[str, list[int]] = {}
         self.__name__ = "elastic_rollout"
 
@@ -381,14 +390,21 @@ class ElasticRolloutFunc:
                 backend = self.backend_factory(model, tokenizer)
                 completions = self.strategy.generate(backend, prompt_ids, sampling, layout)
         self.calls += 1
-        if not isinstance(self.strategy, FixedBudget) and callable(log := getattr(trainer, "_log_metric", None)):
+        self.last_row_budgets = self.strategy.row_budgets(layout, len(prompts))  # the same on every process
+        log = getattr(trainer, "_log_metric", None)
+        if callable(log):
+            log("er/generated_tokens", float(self.strategy.generated_tokens))
+        if not isinstance(self.strategy, FixedBudget) and callable(log):
             drawn = self.strategy.batch_budgets(layout, len(prompts))  # the same on every process
             for name, value in (("mean", sum(drawn) / len(drawn)), ("min", min(drawn)), ("max", max(drawn))):
                 log(f"er/think_budget/{name}", float(value))
         if len(completions) != len(prompts):
             raise BackendError(f"Backend returned {len(completions)} completions for {len(prompts)} prompts.")
         texts = [decode_completion(tokenizer, c.completion_ids, backend.special.eos) for c in completions]
-        return completions_to_trl(completions, problems, texts)
+        out = completions_to_trl(completions, problems, texts)
+        start = layout.process_index * len(prompts)
+        out[BUDGET_FIELD] = self.last_row_budgets[start:start + len(prompts)]
+        return out
 
 
 def make_rollout_func(

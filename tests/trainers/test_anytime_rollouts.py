@@ -120,7 +120,15 @@ def test_trl_rollout_keeps_whole_passes_per_rank_and_logs_the_budgets(tiny_train
         fn.calls = 0  # both ranks at the same rollout call
         outs.append(fn(batch[rank * 8:(rank + 1) * 8], view))
         metrics.append(view.metrics)
-    assert metrics[0] == metrics[1] and set(metrics[0]) == {f"er/think_budget/{x}" for x in ("mean", "min", "max")}
+    assert set(metrics[0]) == set(metrics[1]) == {f"er/think_budget/{x}" for x in ("mean", "min", "max")} | {
+        "er/generated_tokens"}
+    assert all(metrics[0][f"er/think_budget/{x}"] == metrics[1][f"er/think_budget/{x}"] for x in ("mean", "min", "max"))
+    for rank, out in enumerate(outs):  # tokens sampled on this rank: each pass's thinking once, then its solutions
+        passes = [(g * 4, g * 4 + 4) for g in range(2)]
+        shared = sum(max(out["thinking_tokens"][a:b]) for a, b in passes)
+        assert metrics[rank]["er/generated_tokens"] == [shared + sum(out["solution_tokens"])]
+        assert out["er_think_budget"] == [t for g in range(2) for t in strategy.cuts(
+            RolloutLayout(rank, 2, 4, 0, 0), rank * 2 + g) for _ in range(2)]
     drawn = [t for g in range(4) for t in strategy.cuts(RolloutLayout(0, 2, 4, 0, 0), g)]
     assert metrics[0]["er/think_budget/mean"] == [sum(drawn) / len(drawn)]
     for rank, out in enumerate(outs):
@@ -162,5 +170,6 @@ def test_fixed_budget_rollout_is_the_default_and_logs_nothing(tiny_trainer, math
     fn = make_rollout_func(math_problems, budget, SamplingConfig(temperature=1.0, seed=0))
     assert fn.strategy == FixedBudget(budget)
     view = _AsRank(tiny_trainer, 0, 1)
-    fn([p.id for p in math_problems], view)
-    assert view.metrics == {}
+    out = fn([p.id for p in math_problems], view)
+    assert view.metrics == {"er/generated_tokens": [sum(out["thinking_tokens"]) + sum(out["solution_tokens"])]}
+    assert out["er_think_budget"] == [16] * len(math_problems)
