@@ -119,9 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(ns.func(ns) or 0)
+        rc = int(ns.func(ns) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return rc
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`er ... | head`): stop quietly, as coreutils do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141
     except Exception as exc:  # a clear one-line error for users; tracebacks with ER_DEBUG=1
         import os
 

@@ -2,14 +2,16 @@
 
 Python warnings print as ``<file>:<line>: <Category>Warning: <message>``; torch's C++ warnings (DDP's
 ``find_unused_parameters`` notice) as ``[W...] Warning: ...``; transformers' logger deprecations contain
-"deprecated". Default warning filters apply, i.e. what a user sees.
+"deprecated"; DeepSpeed's logger as ``[WARNING] [file.py:line:func] ...``. Default warning filters
+apply, i.e. what a user sees.
 """
 
 from __future__ import annotations
 
 import re
 
-NOISE = re.compile(r"\w*Warning: |\bdeprecated\b|find_unused_parameters=True|Loading weights|Writing model shards")
+NOISE = re.compile(r"\w*Warning: |\bdeprecated\b|find_unused_parameters=True|Loading weights|Writing model shards"
+                   r"|^\[\S+ \S+\] \[WARNING\]")
 
 
 def noise(output: str) -> list[str]:

@@ -611,6 +611,9 @@ def train(cfg: ERTrainConfig, resume: str | None = None) -> Any:
         raise ConfigError(f"num_processes={cfg.num_processes} must be started with accelerate: "
                           f"{shlex.join(cmd or [])} (er train --dry-run prints the exact command).")
     ckpt = check_resume(cfg, resume) if resume else None
+    if cfg.grpo.get("use_cpu") and "DS_ACCELERATOR" not in os.environ:
+        # a CPU recipe: DeepSpeed (which TRL imports when installed) would warn once per rank that it found no GPU
+        os.environ["DS_ACCELERATOR"] = "cpu"
     preemption = Preemption().install()
     try:
         return _train(cfg, ckpt, preemption)

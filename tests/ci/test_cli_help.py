@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,18 @@ def test_help(name, parser):
     # one placeholder style: argparse's (the flag's name in capitals), never a type name
     assert not re.search(r"--[\w-]+ (STR|INT|FLOAT|BOOL)\b", text), f"`{name}` uses type-name placeholders"
     assert not re.search(r"--[\w-]+ [A-Z]\b", text), f"`{name}` uses one-letter placeholders"
+
+
+def test_a_closed_pipe_ends_a_command_quietly():
+    """``er ... | head``: the reader goes away before the output is written; no error, exit 141 like coreutils."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, "-m", "er_cli", "math", "check", "--gold", "2", "--pred", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
