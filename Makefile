@@ -128,11 +128,20 @@ lint: $(STAMP)
 	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations
 	$(PY) -m mypy
 
+# The other three venvs install in the background while the main suite runs (their installs wait mostly
+# on disk and network, the suite mostly on one core); their log is printed after the suite, and a failed
+# install fails the target.
+VENVS_LOG := build/test-venvs.log
 test: $(STAMP)
 	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations
 	$(PY) -m mypy
 	$(MAKE) --no-print-directory docs
-	$(PY) -m pytest -q tests -m "not vllm and not verifiers and not verl"
+	@mkdir -p build; rm -f $(VENVS_LOG).rc; \
+	( $(MAKE) --no-print-directory venv-vllm venv-verifiers venv-verl >$(VENVS_LOG) 2>&1; echo $$? >$(VENVS_LOG).rc ) & \
+	echo "$(PY) -m pytest -q tests -m \"not vllm and not verifiers and not verl\"  (test venvs installing meanwhile: $(VENVS_LOG))"; \
+	$(PY) -m pytest -q tests -m "not vllm and not verifiers and not verl"; rc=$$?; wait; cat $(VENVS_LOG); \
+	if [ "$$(cat $(VENVS_LOG).rc)" != 0 ]; then echo "installing the test venvs failed (log: $(VENVS_LOG))" >&2; exit 1; fi; \
+	exit $$rc
 	$(MAKE) --no-print-directory test-vllm
 	$(MAKE) --no-print-directory test-verifiers
 	$(MAKE) --no-print-directory test-verl
