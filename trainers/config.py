@@ -326,6 +326,11 @@ class ERTrainConfig:
             raise ConfigError(f"group_size={self.group_size} must be thinking passes x anytime_cuts ({k}) x "
                               f"anytime_solutions ({n}) = a multiple of {per}; set group_size to e.g. "
                               f"{max(2, -(-self.group_size // per)) * per}.")
+        if self.advantage_baseline == "budget" and self.group_size // k < 2:
+            raise ConfigError(f"advantage_baseline: budget compares the completions of a group at the same cut, but "
+                              f"group_size={self.group_size} = anytime_cuts ({k}) x anytime_solutions ({n}) x 1 pass "
+                              "leaves one completion per cut (its own baseline: every advantage 0); set group_size "
+                              f"to {2 * per} (2 passes) or anytime_solutions >= 2.")
         per_device = self.grpo.get("per_device_train_batch_size", 8)
         steps = self.grpo.get("steps_per_generation") or self.grpo.get("gradient_accumulation_steps", 1)
         if isinstance(per_device, int) and isinstance(steps, int) and (per_device * steps) % per:

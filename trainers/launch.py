@@ -576,6 +576,8 @@ def rehearsal_config(cfg: ERTrainConfig, model: str = TINY) -> ERTrainConfig:
         grpo["vllm_enable_sleep_mode"] = False  # sleep mode needs CUDA's memory pool; the rehearsal runs on CPU
     per_pass = max(cfg.anytime_cuts, 1) * cfg.anytime_solutions
     group = 4 if not cfg.anytime_cuts else max(2, per_pass)  # anytime: one thinking pass (two if K x n = 1)
+    if cfg.anytime_cuts and cfg.advantage_baseline == "budget" and group // cfg.anytime_cuts < 2:
+        group *= 2  # per-cut baselines need two completions per cut
     if cfg.budget_subgroups > 1:
         group = 2 * cfg.budget_subgroups  # two samples per sub-group
     grpo["per_device_train_batch_size"] = math.lcm(4, group)

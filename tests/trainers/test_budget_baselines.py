@@ -139,6 +139,8 @@ BASE = dict(model="tiny", dataset="embedded:math")
     (dict(budget_subgroups=3, think_budget_tokens=[8, 16, 32], group_size=8), "group_size=8 must split"),
     (dict(budget_subgroups=4, think_budget_tokens=[8, 16, 32, 64], group_size=4), "at least 2 samples each"),
     (dict(budget_subgroups=0), "budget_subgroups must be a positive integer"),
+    (dict(advantage_baseline="budget", think_budget_tokens=[8, 16, 32, 64], anytime_cuts=4, group_size=4,
+          grpo={"per_device_train_batch_size": 8}), "leaves one completion per cut"),
     (dict(advantage_baseline="budget", budget_subgroups=2, think_budget_tokens=[8, 16],
           grpo={"multi_objective_aggregation": "normalize_then_sum"}), "sum_then_normalize"),
 ])
@@ -153,3 +155,15 @@ def test_config_accepts_the_new_layouts():
     ERTrainConfig(**BASE, think_budget_tokens=[8, 16, 32, 64], anytime_cuts=4, advantage_baseline="budget")
     default = ERTrainConfig(**BASE)
     assert default.advantage_baseline == "group" and default.budget_subgroups == 1
+
+
+@pytest.mark.parametrize("kwargs,group", [
+    (dict(think_budget_tokens=[64, 128, 256, 512], anytime_cuts=4, group_size=8, advantage_baseline="budget"), 8),
+    (dict(think_budget_tokens=[64, 128, 256], budget_subgroups=3, group_size=12, advantage_baseline="budget"), 6),
+])
+def test_rehearsal_keeps_two_completions_per_budget(kwargs, group):
+    from trainers.launch import rehearsal_config
+
+    cfg = ERTrainConfig(**BASE, **kwargs, grpo={"per_device_train_batch_size": 24})
+    small = rehearsal_config(cfg, model="tiny")  # valid (ERTrainConfig re-checks it), two completions per budget
+    assert small.group_size == group and small.advantage_baseline == "budget"
