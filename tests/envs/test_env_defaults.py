@@ -65,7 +65,12 @@ def test_hub_names_go_through_from_pretrained(monkeypatch):
 
 
 def test_unreachable_hub_name_is_a_clear_offline_error(monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import: set what it read too (else, with the hub already
+    # imported by an earlier test, the load tries the unreachable network and retries for ~40 s)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     tokens._pretrained.cache_clear()
     with pytest.raises(TokenizerNotFound, match="HF_HUB_OFFLINE.*'tiny'"):
         load_tokenizer("no-such-org/no-such-model-xyz")

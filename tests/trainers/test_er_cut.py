@@ -16,8 +16,9 @@ per-step training log: accuracy *when the thinking was cut* at t* (the share of 
 among the samples whose ``</think>`` was forced), over all training problems x SAMPLES samples with
 a fixed sampling seed, must rise by MARGIN (0.10) from the start model to the trained one. The training
 log must also show the reward of cut rollouts (``er/math_reward_cut_mean``) higher in the second
-half than in the first WINDOW steps. With learning rate 0 (the second test) the model is unchanged,
-so the same measurement gives exactly the start model's accuracy and the test's criterion fails.
+half than in the first WINDOW steps. With learning rate 0 (the second test, the control) the
+weights cannot move however many steps run, so CONTROL_STEPS of them show it: the same measurement
+gives exactly the start model's accuracy and the first test's criterion fails.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 T_STAR = 20
 SOLUTION = 16
 STEPS = 20
+CONTROL_STEPS = 2  # learning rate 0: the weights are the start model's after any number of steps
 WINDOW = 4
 MARGIN = 0.10  # measured (seed 0): 0.006 -> 0.156 on 192 cut samples; learning rate 0: exactly 0.006 -> 0.006
 LEARNING_RATE = 1e-3
@@ -70,7 +72,7 @@ def _accuracy_when_cut(model_dir, problems) -> tuple[float, int]:
     return statistics.fmean(cut), len(cut)
 
 
-def _train(verify_task, out, learning_rate: float):
+def _train(verify_task, out, learning_rate: float, steps: int):
     """(the trained model's directory, er/math_reward_cut_mean per step)."""
     from trainers.config import load_recipe
     from trainers.launch import train
@@ -79,21 +81,21 @@ def _train(verify_task, out, learning_rate: float):
     cfg = load_recipe("er_cut_cpu", overrides={
         "model": str(start), "dataset": str(data), "output_dir": str(out), "think_budget_tokens": T_STAR,
         "solution_budget_tokens": SOLUTION, "seed": 0,
-        "grpo": {"max_steps": STEPS, "learning_rate": learning_rate, "per_device_train_batch_size": 32, "seed": 0,
+        "grpo": {"max_steps": steps, "learning_rate": learning_rate, "per_device_train_batch_size": 32, "seed": 0,
                  "save_strategy": "no"}})
     trainer = train(cfg)
     trainer.save_model(str(out / "model"))
     logs = [h for h in trainer.state.log_history if "reward" in h]
-    assert len(logs) == STEPS and all(h["er/math_reward_errors"] == 0 for h in logs)
+    assert len(logs) == steps and all(h["er/math_reward_errors"] == 0 for h in logs)
     assert statistics.fmean(h["er/math_cut_share"] for h in logs[:WINDOW]) >= 0.6  # the budget binds (0.76 measured)
     return out / "model", [h.get("er/math_reward_cut_mean", math.nan) for h in logs]
 
 
-def _learned(verify_task, tmp_path, learning_rate: float) -> tuple[float, float, list[float]]:
+def _learned(verify_task, tmp_path, learning_rate: float, steps: int = STEPS) -> tuple[float, float, list[float]]:
     """(accuracy when cut before, after training, the training log's reward of cut rollouts per step)."""
     _, start, problems = verify_task
     before, _ = _accuracy_when_cut(start, problems)
-    model, reward_cut = _train(verify_task, tmp_path, learning_rate)
+    model, reward_cut = _train(verify_task, tmp_path, learning_rate, steps)
     after, n = _accuracy_when_cut(model, problems)
     print(f"lr {learning_rate}: accuracy when cut {before:.3f} -> {after:.3f} ({n} cut samples); "
           f"er/math_reward_cut_mean per step {[round(r, 3) for r in reward_cut]}")
@@ -110,5 +112,6 @@ def test_er_grpo_teaches_the_model_to_answer_when_cut(verify_task, tmp_path):
 
 @pytest.mark.slow
 def test_with_learning_rate_zero_cut_rollouts_gain_nothing(verify_task, tmp_path):
-    before, after, _ = _learned(verify_task, tmp_path, 0.0)
-    assert after < before + MARGIN, f"accuracy when cut rose without learning: {before:.3f} -> {after:.3f}"
+    before, after, _ = _learned(verify_task, tmp_path, 0.0, CONTROL_STEPS)
+    assert after == before, f"accuracy when cut moved without learning: {before:.3f} -> {after:.3f}"
+    assert not after >= before + MARGIN  # the criterion of the first test fails
