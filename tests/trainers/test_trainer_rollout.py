@@ -22,7 +22,7 @@ from trainers.rollout import (
 TINY_BUDGET = Budget(think=16, solution=16)  # as in conftest.py's tiny_trainer
 GROUP_SIZE = 4
 KEYS = {"prompt_ids", "completion_ids", "logprobs", "env_mask", TEXT_FIELD, "er_problem_id", "thinking_tokens",
-        "solution_tokens", "thinking_truncated", "think_finish_reason", "finish_reason"}
+        "solution_tokens", "thinking_truncated", "think_finish_reason", "finish_reason", "er_think_budget"}
 
 
 def _prompts(problems, group=GROUP_SIZE):
