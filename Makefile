@@ -120,9 +120,11 @@ venv-vllm: $(VLLM_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/er demo
 
-# the documentation site into build/site (strict: broken links, missing pages and unresolved API references fail)
+# the documentation site into build/site (strict: broken links, missing pages and unresolved API references fail).
+# Not --quiet: it hides warnings from strict mode's count, so a broken link would pass; the INFO lines are dropped.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	@echo "$(PY) -m mkdocs build --strict"; out=$$(NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict 2>&1); rc=$$?; \
+	printf '%s\n' "$$out" | grep -v '^INFO ' || true; exit $$rc
 
 lint: $(STAMP)
 	$(PY) -m ruff check er_env er_cli er_tools er_serving sandbox trainers er_integrations

@@ -48,8 +48,9 @@ class ModelShape:
 
     Attributes:
         model_type: ``qwen2``, ``qwen3``, ``llama`` or ``mistral``.
-        hidden_size / num_layers / num_heads / num_kv_heads / head_dim / intermediate_size /
-        vocab_size: the usual dimensions (``head_dim`` defaults to hidden / heads).
+        hidden_size: the usual dimensions, with ``num_layers``, ``num_heads``,
+            ``num_kv_heads``, ``head_dim`` (defaults to hidden / heads), ``intermediate_size``
+            and ``vocab_size``.
         tie_word_embeddings: the LM head shares the embedding matrix.
         max_position_embeddings: the model's context length.
         qkv_bias: q/k/v projections have biases (Qwen2 always; Llama/Qwen3 via ``attention_bias``).
