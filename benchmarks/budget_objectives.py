@@ -9,21 +9,28 @@ via :mod:`er_env.eval.metrics`)::
 
     python benchmarks/budget_objectives.py                     # 3 seeds, all arms
     python benchmarks/budget_objectives.py --seeds 0 --arms er-fixed,anytime
+    python benchmarks/budget_objectives.py --plot-only --out runs/budget-objectives   # redraw from results.json
 
 Arms (recipe overrides; the rest of the recipe is shared):
 
 * ``plain-grpo``: ``think_budget_tokens: 256`` (no binding budget; the control).
 * ``er-fixed``: the recipe's t* (40): Elastic Reasoning.
 * ``er-prior``: ``think_budget_tokens: {log_uniform: [16, 64]}``, one budget per group.
-* ``anytime``: the same prior, ``anytime_cuts: 4``, ``anytime_solutions: 1`` (2 passes per group of 8).
+* ``anytime``: the same prior, ``anytime_cuts: 4``, ``anytime_solutions: 1`` (2 passes per group
+  of 8), TRL's group baseline.
+* ``anytime-percut``: the same, with ``advantage_baseline: budget`` (a baseline per cut, as
+  AnytimeReasoner's BRPO).
+* ``subgroups``: the same prior, ``budget_subgroups: 2`` (HBPO's layout: two sub-groups of 4
+  under two distinct budgets per group) with ``advantage_baseline: budget``.
 
 Compute: every arm runs the recipe's number of GRPO steps with the same number of
-completions per step; the script reports each arm's *completion tokens* (from TRL's
-log: mean completion length x completions, summed over steps) and wall time. For the
-anytime arm the engine decodes fewer tokens than that (shared thinking; see
-``benchmarks/bench_anytime.py``). ``--equal-tokens`` rescales every arm's ``max_steps``
-so that its expected completion tokens match the ``er-fixed`` arm's, using the
-completion tokens per step each arm showed in a short probe run of ``--probe-steps``.
+completions per step, unless ``--equal-tokens``. The script reports each arm's
+*generated tokens* (what the engine sampled: ``er/generated_tokens``, summed over steps;
+anytime rollouts sample a shared thinking pass once), *completion tokens* trained on
+(TRL's mean completion length x completions) and wall time. ``--equal-tokens`` rescales
+every arm's ``max_steps`` so that its expected generated tokens match the ``er-fixed``
+arm's at the recipe's steps, using the generated tokens per step each arm showed in a
+short probe run of ``--probe-steps`` steps.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ ARMS: dict[str, dict[str, Any]] = {
     "er-fixed": {},
     "er-prior": {"think_budget_tokens": {"log_uniform": [16, 64]}},
     "anytime": {"think_budget_tokens": {"log_uniform": [16, 64]}, "anytime_cuts": 4, "anytime_solutions": 1},
+    "anytime-percut": {"think_budget_tokens": {"log_uniform": [16, 64]}, "anytime_cuts": 4, "anytime_solutions": 1,
+                       "advantage_baseline": "budget"},
+    "subgroups": {"think_budget_tokens": {"log_uniform": [16, 64]}, "budget_subgroups": 2,
+                  "advantage_baseline": "budget"},
 }
 
 
@@ -67,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budgets", default="16,24,32,40,48,64,96,256", help="Thinking budgets to evaluate.")
     p.add_argument("--samples", type=int, default=4, help="Samples per problem and budget.")
     p.add_argument("--fresh", action="store_true", help="Redo every stage even if its output exists.")
+    p.add_argument("--plot", default=None, help="Figure path (default: <out>/budget_objectives.png).")
+    p.add_argument("--plot-only", action="store_true",
+                   help="Redraw the figure from <out>/results.json and the runs' logs; train and evaluate nothing.")
     args = p.parse_args(argv)
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     args.budget_list = sorted(int(t) for t in args.budgets.split(","))
@@ -100,10 +114,35 @@ def completion_tokens(ckpt: Path, per_step: int) -> float:
     return sum(h["completions/mean_length"] * per_step for h in state["log_history"] if "completions/mean_length" in h)
 
 
+def generated_tokens(ckpt: Path) -> float:
+    """Tokens the engine sampled: ``er/generated_tokens`` summed over steps (one process, one generation per step)."""
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    return sum(h["er/generated_tokens"] for h in state["log_history"] if "er/generated_tokens" in h)
+
+
+def plot_results(out: Path, results: dict[str, Any], t_star: int, path: Path) -> Path:
+    """The budget-accuracy curves of every arm (pooled seeds) and their training curves (seed means)."""
+    curves = {}
+    for arm in results["pooled"]:
+        runs = [fx.latest_checkpoint(out / f"seed{s}" / arm) for s in results["seeds"]]
+        runs = [r for r in runs if r is not None]
+        if runs:
+            curves[arm] = ec.mean_curves([ec.training_curve(Path(r)) for r in runs])
+    return ec.plot(results["pooled"], curves, t_star, path, title="Budget objectives side by side on the "
+                   "answering-when-cut miniature (tiny model, CPU, seeds pooled)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train and evaluate every arm of every seed; print the tables; write results.json."""
     args = parse_args(argv)
     out = (REPO / args.out) if not Path(args.out).is_absolute() else Path(args.out)
+    figure = Path(args.plot) if args.plot else out / "budget_objectives.png"
+    if args.plot_only:
+        from trainers.config import load_recipe
+
+        results = json.loads((out / "results.json").read_text())
+        print(plot_results(out, results, int(load_recipe(args.recipe).think_budget_max), figure))
+        return 0
     from er_env.data import load_problems
     from er_env.rewards import MathReward
     from trainers.config import load_recipe
@@ -124,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 probe = argparse.Namespace(**{**vars(args), "recipe": str(arm_recipe(
                     Path(args.recipe), arm, sdir / "probe", args.probe_steps))})
                 ckpt, _ = fx.train_run(probe, f"probe-{arm}", start, train_path, sdir, ["--seed", str(seed)])
-                rate[arm] = completion_tokens(ckpt, per_step) / args.probe_steps
+                rate[arm] = generated_tokens(ckpt) / args.probe_steps
             base_steps = args.max_steps or int(cfg.grpo.get("max_steps", 24))
             target = rate.get("er-fixed", next(iter(rate.values()))) * base_steps
             steps = {a: max(1, round(target / rate[a])) for a in args.arm_list}
@@ -139,22 +178,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows[arm][t] += ec.rows_of(recs, seed)
             cost[arm][seed] = {"train_seconds": wall, "total_seconds": time.perf_counter() - t0,
                                "completion_tokens": completion_tokens(ckpt, per_step),
+                               "generated_tokens": generated_tokens(ckpt),
                                "steps": float(steps[arm] or cfg.grpo.get("max_steps", 0))}
             print(f"[seed {seed}] {arm}: {cost[arm][seed]}", flush=True)
     pooled = {a: ec.summarize_rows(rows[a]) for a in args.arm_list}
     print(ec.markdown(pooled, {}, int(cfg.think_budget_max)))
-    print("\n| arm | seeds | steps | completion tokens (mean per seed) | train wall s (mean per seed) |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| arm | seeds | steps | generated tokens (mean per seed) | completion tokens trained (mean per seed) "
+          "| train wall s (mean per seed) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for a in args.arm_list:
         c = list(cost[a].values())
 
         def mean(key: str, c: list[dict[str, float]] = c) -> float:
             return sum(x[key] for x in c) / len(c)
 
-        print(f"| {a} | {len(c)} | {mean('steps'):.0f} | {mean('completion_tokens'):.0f} | "
-              f"{mean('train_seconds'):.0f} |")
-    (out / "results.json").write_text(json.dumps({"arms": ARMS, "seeds": args.seed_list, "pooled": pooled,
-                                                  "cost": cost}, indent=2, default=str))
+        print(f"| {a} | {len(c)} | {mean('steps'):.0f} | {mean('generated_tokens'):.0f} | "
+              f"{mean('completion_tokens'):.0f} | {mean('train_seconds'):.0f} |")
+    results = {"arms": {a: ARMS[a] for a in args.arm_list}, "seeds": args.seed_list, "pooled": pooled, "cost": cost}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"figure: {plot_results(out, results, int(cfg.think_budget_max), figure)}")
     return 0
 
 

@@ -216,7 +216,8 @@ def mean_curves(curves: Sequence[list[dict[str, float]]]) -> list[dict[str, floa
     return out
 
 
-def plot(pooled: dict[str, Any], curves: dict[str, list[dict[str, float]]], t_star: int, path: Path) -> Path:
+def plot(pooled: dict[str, Any], curves: dict[str, list[dict[str, float]]], t_star: int, path: Path,
+         title: str = "Answering when cut, in miniature: verify-trace sums, tiny model, CPU (seeds pooled)") -> Path:
     """Accuracy and accuracy when cut vs budget (pooled seeds, 95% CI); training curves (seed means)."""
     try:
         import matplotlib
@@ -266,7 +267,7 @@ def plot(pooled: dict[str, Any], curves: dict[str, list[dict[str, float]]], t_st
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Answering when cut, in miniature: verify-trace sums, tiny model, CPU (seeds pooled)")
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
