@@ -204,6 +204,12 @@ def trainer_class() -> type:
                 sampler.set_epoch(kwargs["epoch"])
             return super()._run_epoch(*args, **kwargs)
 
+        def save_model(self, *args: Any, **kwargs: Any) -> None:
+            from er_env.quiet import quiet_model_loading
+
+            with quiet_model_loading():  # no "Writing model shards" bar per checkpoint and rank
+                super().save_model(*args, **kwargs)
+
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             from trainers.checkpoints import rotate, write_manifest
 

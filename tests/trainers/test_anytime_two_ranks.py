@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from er_env.budget import Budget
+from tests.quiet_output import assert_quiet
 from tests.trainers.test_trainer_distributed import _env, _free_port, _records
 from trainers.advantages import budget_baseline_advantages
 from trainers.budgets import AnytimeCuts, BudgetPrior, RolloutLayout
@@ -32,9 +33,12 @@ def test_two_ranks_keep_whole_passes_and_train_on_per_cut_advantages(tiny_model_
            "--output-dir", str(out), "--num-processes", "2", "--record-ranks", "true",
            "--extra-rewards", "dist_reward:solution_length", "--think-budget-tokens", PRIOR,
            "--anytime-cuts", "2", "--anytime-solutions", "2", "--advantage-baseline", "budget",
-           "--main-process-port", str(_free_port()), "--grpo", "{max_steps: 1, disable_tqdm: true}"]
+           "--main-process-port", str(_free_port()),
+           "--grpo", "{max_steps: 1, disable_tqdm: true, save_strategy: steps, save_steps: 1}"]
     proc = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert_quiet(proc.stdout + proc.stderr, "er train with 2 processes and a checkpoint")  # no saving bars either
+    assert (out / "checkpoint-1").is_dir()
     ranks = _records(out)
     assert sorted(ranks) == [0, 1]
     strategy = AnytimeCuts(Budget(think=16, solution=16), BudgetPrior.parse([4, 8, 12, 16]), k=2, n=2)
