@@ -22,6 +22,9 @@ Arms (recipe overrides; the rest of the recipe is shared):
   AnytimeReasoner's BRPO).
 * ``subgroups``: the same prior, ``budget_subgroups: 2`` (HBPO's layout: two sub-groups of 4
   under two distinct budgets per group) with ``advantage_baseline: budget``.
+* ``er-prior-32-64``, ``anytime-percut-32-64``: ``er-prior`` and ``anytime-percut`` over
+  ``{log_uniform: [32, 64]}``, budgets the miniature's traces can be answered from (not in the
+  default ``--arms``; run them with ``--arms er-fixed,er-prior-32-64,anytime-percut-32-64``).
 
 Compute: every arm runs the recipe's number of GRPO steps with the same number of
 completions per step, unless ``--equal-tokens``. The script reports each arm's
@@ -58,7 +61,14 @@ ARMS: dict[str, dict[str, Any]] = {
                        "advantage_baseline": "budget"},
     "subgroups": {"think_budget_tokens": {"log_uniform": [16, 64]}, "budget_subgroups": 2,
                   "advantage_baseline": "budget"},
+    # the same two multi-budget objectives over budgets the miniature's traces can be answered from (>= 32)
+    "er-prior-32-64": {"think_budget_tokens": {"log_uniform": [32, 64]}},
+    "anytime-percut-32-64": {"think_budget_tokens": {"log_uniform": [32, 64]}, "anytime_cuts": 4,
+                             "anytime_solutions": 1, "advantage_baseline": "budget"},
 }
+
+#: the arms run by default (the issue's comparison); the answerable-prior arms are a follow-up
+DEFAULT_ARMS = ("plain-grpo", "er-fixed", "er-prior", "anytime", "anytime-percut", "subgroups")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,7 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/budget-objectives", help="Output directory.")
     p.add_argument("--recipe", default=str(ec.RECIPE), help="Base recipe (default: er_cut_cpu.yaml).")
     p.add_argument("--seeds", default="0,1,2", help="Seeds (comma list).")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"Arms (comma list of {', '.join(ARMS)}).")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"Arms (comma list of {', '.join(ARMS)}).")
     p.add_argument("--max-steps", type=int, default=None, help="GRPO steps per arm (default: the recipe's).")
     p.add_argument("--equal-tokens", action="store_true", help="Rescale max_steps to equal completion tokens.")
     p.add_argument("--probe-steps", type=int, default=3, help="Steps of the probe run for --equal-tokens.")
@@ -195,7 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {a} | {len(c)} | {mean('steps'):.0f} | {mean('generated_tokens'):.0f} | "
               f"{mean('completion_tokens'):.0f} | {mean('train_seconds'):.0f} |")
     results = {"arms": {a: ARMS[a] for a in args.arm_list}, "seeds": args.seed_list, "pooled": pooled, "cost": cost}
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    previous = out / "results.json"
+    if previous.is_file():  # keep the other arms of an earlier run over the same seeds
+        old = json.loads(previous.read_text())
+        if old.get("seeds") == args.seed_list:
+            for key in ("arms", "pooled", "cost"):
+                results[key] = {**{a: v for a, v in old[key].items() if a not in results[key]}, **results[key]}
+    previous.write_text(json.dumps(results, indent=2, default=str))
     print(f"figure: {plot_results(out, results, int(cfg.think_budget_max), figure)}")
     return 0
 

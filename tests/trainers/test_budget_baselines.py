@@ -167,3 +167,18 @@ def test_rehearsal_keeps_two_completions_per_budget(kwargs, group):
     cfg = ERTrainConfig(**BASE, **kwargs, grpo={"per_device_train_batch_size": 24})
     small = rehearsal_config(cfg, model="tiny")  # valid (ERTrainConfig re-checks it), two completions per budget
     assert small.group_size == group and small.advantage_baseline == "budget"
+
+
+def test_every_arm_of_the_comparison_is_a_valid_recipe(tmp_path):
+    """benchmarks/budget_objectives.py's arms: each one's recipe passes the config checks, with the steps it is given."""
+    import yaml
+
+    from benchmarks import budget_objectives as bo
+
+    args = bo.parse_args(["--arms", ",".join(bo.ARMS)])
+    assert set(bo.DEFAULT_ARMS) <= set(args.arm_list) == set(bo.ARMS)
+    for arm in bo.ARMS:
+        recipe = yaml.safe_load(bo.arm_recipe(bo.ec.RECIPE, arm, tmp_path, 7).read_text())
+        assert recipe["grpo"]["max_steps"] == 7 and all(recipe[k] == v for k, v in bo.ARMS[arm].items())
+    with pytest.raises(SystemExit):
+        bo.parse_args(["--arms", "er-fixed,no-such-arm"])
