@@ -47,10 +47,53 @@ __all__ = ["LocalRayCluster", "RayNode", "ray_executable"]
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class _PortPool:
+    """Free 127.0.0.1 ports, each handed out once per cluster.
+
+    A batch is picked with all its sockets bound at the same time, so the kernel cannot hand the
+    same port out twice within it (picking one port, closing it, then picking the next can: that
+    gave Ray's object manager and client server one port), and no port already taken by this
+    cluster is handed out again. Another process can still bind a port between the pick and
+    Ray's own bind; :meth:`LocalRayCluster._start_and_wait` retries a node that lost that race.
+    """
+
+    def __init__(self) -> None:
+        self.taken: set[int] = set()
+
+    def take(self, n: int) -> list[int]:
+        sockets: list[socket.socket] = []
+        ports: list[int] = []
+        try:
+            while len(ports) < n:
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+                if port not in self.taken:
+                    ports.append(port)
+                    self.taken.add(port)
+        finally:
+            for sock in sockets:
+                sock.close()
+        return ports
+
+
+#: What ``ray start`` prints when two of its components were given one port.
+_DUPLICATE_PORT_MARKER = "is trying to use a port number"
+_START_ATTEMPTS = 3
+
+
+def _held_elsewhere(ports: list[int]) -> list[int]:
+    """Those of ``ports`` that something else listens on (a bind with SO_REUSEADDR fails)."""
+    held = []
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                held.append(port)
+    return held
 
 
 def ray_executable() -> str:
@@ -140,8 +183,8 @@ class LocalRayCluster:
         self.cpus_per_node, self.object_store_mb = cpus_per_node, object_store_mb
         self.dashboard, self.startup_timeout_s = dashboard, startup_timeout_s
         self.workdir = Path(tempfile.mkdtemp(prefix="er-ray-"))
-        self.gcs_port = _free_port()
-        self.http_port = _free_port()
+        self._ports = _PortPool()
+        self.gcs_port, self.http_port = self._ports.take(2)
         self.nodes: list[RayNode] = []
         self._counter = 0
         self.deploy_output = ""
@@ -190,9 +233,11 @@ class LocalRayCluster:
         return self.token_file.read_text().strip() if self.token_file is not None else ""
 
     def _start(self, head: bool, judge: bool) -> RayNode:
-        ports = {"node_manager": _free_port(), "object_manager": _free_port(), "metrics_export": _free_port(),
-                 "dashboard_agent_listen": _free_port(), "dashboard_agent_grpc": _free_port(),
-                 "runtime_env_agent": _free_port()}
+        names = ["node_manager", "object_manager", "metrics_export", "dashboard_agent_listen",
+                 "dashboard_agent_grpc", "runtime_env_agent"]
+        if head:
+            names += ["client_server"] + (["dashboard"] if self.dashboard else [])
+        ports = dict(zip(names, self._ports.take(len(names)), strict=True))
         argv = [ray_executable(), "start", "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
                 "--num-cpus", str(self.cpus_per_node), "--object-store-memory", str(self.object_store_mb << 20),
                 "--node-manager-port", str(ports["node_manager"]), "--object-manager-port",
@@ -202,11 +247,10 @@ class LocalRayCluster:
                 "--runtime-env-agent-port", str(ports["runtime_env_agent"]),
                 "--resources", json.dumps({JUDGE_NODE_RESOURCE: 1} if judge else {})]
         if head:
-            ports["gcs"], ports["client_server"] = self.gcs_port, _free_port()
+            ports["gcs"] = self.gcs_port
             argv += ["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(ports["client_server"]),
                      "--temp-dir", str(self.workdir / "ray")]
             if self.dashboard:
-                ports["dashboard"] = _free_port()
                 argv += ["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port",
                          str(ports["dashboard"])]
             else:
@@ -233,11 +277,34 @@ class LocalRayCluster:
             time.sleep(0.25)
         raise RuntimeError(f"ray node {node.name} did not start within {self.startup_timeout_s} s: {node.log_tail()}")
 
+    def _start_and_wait(self, head: bool, judge: bool) -> RayNode:
+        """Start a node and wait for it.
+
+        A node that exits because one of its ports was taken by another process between the pick
+        and Ray's bind (something else now listens there) is started again on fresh ports, at most
+        ``_START_ATTEMPTS`` times; any other failure raises at once.
+        """
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            node = self._start(head=head, judge=judge)
+            try:
+                self._wait_started(node)
+                return node
+            except RuntimeError:
+                if node.alive or attempt == _START_ATTEMPTS:
+                    raise
+                self.remove_node(node)  # whatever of it started before it failed
+                own = [p for k, p in node.ports.items() if k != "gcs" or head]
+                clash = _DUPLICATE_PORT_MARKER in node.log_tail(100_000) or _held_elsewhere(own)
+                if not clash:
+                    raise
+                self.nodes.remove(node)
+                if head:
+                    self.gcs_port = self._ports.take(1)[0]
+        raise AssertionError("unreachable")
+
     def add_node(self, judge: bool = True) -> RayNode:
         """Start one more worker node and wait until its ``ray start`` reports it joined."""
-        node = self._start(head=False, judge=judge)
-        self._wait_started(node)
-        return node
+        return self._start_and_wait(head=False, judge=judge)
 
     def remove_node(self, node: RayNode) -> None:
         """Kill ``node`` like a lost host (SIGKILL to its process group); the cluster sees it die."""
@@ -250,7 +317,7 @@ class LocalRayCluster:
     def start(self) -> "LocalRayCluster":
         """Start the head, then the other judge nodes. On failure everything started is brought down."""
         try:
-            self._wait_started(self._start(head=True, judge=self.head_is_judge))
+            self._start_and_wait(head=True, judge=self.head_is_judge)
             for _ in range(self.judge_nodes - (1 if self.head_is_judge else 0)):
                 self.add_node(judge=True)
         except BaseException:
