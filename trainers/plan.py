@@ -94,11 +94,28 @@ class PlanSettings:
     use_cpu: bool = False
     server_tensor_parallel: int = 1
     server_utilization: float = 0.9
+    anytime_cuts: int = 0
+    anytime_solutions: int = 1
 
     @property
     def sequence_tokens(self) -> int:
         """Tokens of one sequence: prompt + t + 1 (a forced ``</think>``) + s."""
         return self.prompt_tokens + self.think_tokens + 1 + self.solution_tokens
+
+    @property
+    def completions_per_pass(self) -> int:
+        """Completions one thinking pass yields: ``K x n`` with anytime rollouts, else 1."""
+        return self.anytime_cuts * self.anytime_solutions if self.anytime_cuts else 1
+
+    @property
+    def pass_tokens(self) -> int:
+        """KV-cache tokens of one thinking pass with its completions.
+
+        Without anytime rollouts: :attr:`sequence_tokens`. With them the prompt and the thinking
+        are held once (vLLM's prefix cache shares them between the pass's ``K x n`` solution
+        requests) and each completion adds ``1 + s`` tokens: ``prompt + t + K x n x (1 + s)``.
+        """
+        return self.prompt_tokens + self.think_tokens + self.completions_per_pass * (1 + self.solution_tokens)
 
     @property
     def generation_batch(self) -> int:
@@ -142,7 +159,8 @@ def settings_from_config(cfg: Any, shape: ModelShape, task: str) -> PlanSettings
         sleep_mode=bool(g.get("vllm_enable_sleep_mode", False)), max_model_length=g.get("vllm_max_model_length"),
         prompt_tokens=_prompt_tokens(cfg, shape), think_tokens=cfg.think_budget_max,
         solution_tokens=cfg.solution_budget_tokens, group_size=cfg.group_size, task=task,
-        use_cpu=bool(g.get("use_cpu", False)))
+        use_cpu=bool(g.get("use_cpu", False)), anytime_cuts=int(cfg.anytime_cuts),
+        anytime_solutions=int(cfg.anytime_solutions))
 
 
 def model_state_bytes(shape: ModelShape, engine: Engine, gpus: int, train_dtype_bytes: int = 2) -> int:
@@ -320,8 +338,10 @@ def _vllm(shape: ModelShape, s: PlanSettings, gpu: GPU, colocate: bool) -> VLLMP
     acts = VLLM_BATCHED_TOKENS * per_token + sampler + VLLM_OVERHEAD
     kv = budget - weights - acts
     kvpt = shape.kv_bytes_per_token(tp, 2)
-    at_once = min(max_seqs, max(0, kv) // (kvpt * s.sequence_tokens))
-    waves = math.ceil(seqs / at_once) if at_once else 0
+    per = s.completions_per_pass  # whole passes run together: their K x n solution requests share one prefix
+    passes_at_once = min(max(1, max_seqs // per), max(0, kv) // (kvpt * s.pass_tokens))
+    at_once = passes_at_once * per
+    waves = math.ceil(math.ceil(seqs / per) / passes_at_once) if passes_at_once else 0
     return VLLMPlan("colocate" if colocate else "server", budget, weights, acts, kv, kvpt, tp, at_once, seqs, waves,
                     s.sleep_mode and colocate, 0 if colocate else tp)
 
@@ -385,7 +405,9 @@ def _reward_sizing(plan: Plan) -> None:
     s, gpu, shape, v = plan.settings, plan.gpu, plan.shape, plan.vllm
     if gpu.bandwidth_bytes_s is None or gpu.bf16_flops is None or v is None or not v.waves:
         return
-    mean_kv = v.sequences_at_once * (s.prompt_tokens + (s.think_tokens + s.solution_tokens) // 2) * v.kv_per_token
+    per = s.completions_per_pass
+    mean_kv = (v.sequences_at_once // per) * (s.prompt_tokens + (s.think_tokens + per * s.solution_tokens) // 2) \
+        * v.kv_per_token
     decode_step = (v.weights + mean_kv) / (gpu.bandwidth_bytes_s * DECODE_BANDWIDTH_EFFICIENCY)
     generation = v.waves * (s.think_tokens + 1 + s.solution_tokens) * decode_step
     tokens = s.micro_batch * s.steps_per_generation * s.sequence_tokens  # per GPU per generation batch
@@ -430,8 +452,12 @@ def format_resource_plan(plan: Plan, source: str = "", fixes: list[str] | None =
                 f"    {_gib(v.activations):>10}  profiling peak ({VLLM_BATCHED_TOKENS} batched tokens, sampler) + "
                 "overhead",
                 f"    {_gib(v.kv_cache):>10}  KV cache: {v.kv_tokens:,} tokens at {v.kv_per_token // 1024} KiB/token "
-                f"-> {v.sequences_at_once} of {v.sequences} {s.sequence_tokens}-token sequences at once "
-                f"({v.waves} wave{'s' if v.waves != 1 else ''})"]
+                + (f"-> {v.sequences_at_once} of {v.sequences} {s.sequence_tokens}-token sequences at once "
+                   if s.completions_per_pass == 1 else
+                   f"-> {v.sequences_at_once // s.completions_per_pass} of {v.sequences // s.completions_per_pass} "
+                   f"anytime thinking passes at once ({s.completions_per_pass} completions each, "
+                   f"{s.pass_tokens} tokens with the shared prefix held once) ")
+                + f"({v.waves} wave{'s' if v.waves != 1 else ''})"]
     verdict = "FITS" if plan.fits else "DOES NOT FIT"
     cap = "host memory" if s.use_cpu else "the card"
     out.append(f"  peak:      generation {_gib(plan.generation_peak)}, training {_gib(plan.training_peak)} -> "
@@ -440,7 +466,9 @@ def format_resource_plan(plan: Plan, source: str = "", fixes: list[str] | None =
     out += [f"  problem:   {p}" for p in plan.problems]
     n = s.generation_batch
     out.append(f"  rollouts:  {n} completions per generation batch ({n // s.group_size} prompts x {s.group_size}): "
-               f"prompt <= {_millions(n * s.prompt_tokens)}, thinking <= {_millions(n * s.think_tokens)}, "
+               f"prompt <= {_millions(n * s.prompt_tokens)}, "
+               f"thinking <= {_millions(n // s.completions_per_pass * s.think_tokens)}"
+               f"{f' ({n // s.completions_per_pass} anytime passes)' if s.completions_per_pass > 1 else ''}, "
                f"solution <= {_millions(n * s.solution_tokens)} tokens; {n} "
                f"{'code submissions' if s.task == 'code' else 'math checks'}")
     if plan.step_seconds is not None and plan.reward_workers is not None:

@@ -212,3 +212,34 @@ def test_fixes_for_activations_and_optimizer_states():
     assert compute_plan(shape, dataclasses.replace(s, micro_batch=size, grad_accum=8 * scale,
                                                    steps_per_generation=16 * scale), zero2, gpu).fits
     assert "gradient_accumulation_steps: " + str(8 * scale) in micro  # the batches stay the same
+
+
+def test_anytime_rollouts_hold_a_pass_shared_prefix_once_in_the_kv_cache(tmp_path):
+    """An anytime pass (K cuts x n solutions) keeps its prompt and thinking once in vLLM's prefix cache: the plan
+    fits whole passes, ``prompt + t + K n (1 + s)`` tokens each, where independent rollouts of the same completions
+    need ``K n (prompt + t + 1 + s)``. Memory peaks do not change (training sees the same completions)."""
+    model = write_shape(tmp_path, RECIPE_SHAPES["e1_math_1p5b"])
+    cfg = load_recipe("e1_math_1p5b", {"model": str(model), "think_budget_tokens": [256, 512, 768, 1024],
+                                       "anytime_cuts": 4, "anytime_solutions": 2, "group_size": 16,
+                                       "grpo": {"vllm_gpu_memory_utilization": 0.1}})
+    anytime, text = plan_run(cfg, "a100-80gb")
+    s = anytime.settings
+    assert (s.anytime_cuts, s.anytime_solutions, s.completions_per_pass) == (4, 2, 8)
+    assert s.pass_tokens == s.prompt_tokens + s.think_tokens + 8 * (1 + s.solution_tokens)
+    independent = compute_plan(anytime.shape, dataclasses.replace(s, anytime_cuts=0, anytime_solutions=1),
+                               anytime.engine, anytime.gpu)
+    v, v0 = anytime.vllm, independent.vllm
+    assert v is not None and v0 is not None and v.kv_cache == v0.kv_cache > 0
+    max_seqs = s.micro_batch * s.steps_per_generation
+    assert v0.sequences_at_once == min(max_seqs, v0.kv_tokens // s.sequence_tokens)  # unchanged without anytime
+    passes = min(max_seqs // 8, v.kv_tokens // s.pass_tokens)
+    assert v.sequences_at_once == 8 * passes and v.waves == -(-(v.sequences // 8) // passes)
+    assert v0.waves == -(-v0.sequences // v0.sequences_at_once)
+    assert v.waves < v0.waves  # the KV cache binds here: whole passes fit where independent rollouts take waves
+    assert (anytime.generation_peak, anytime.training_peak) == (independent.generation_peak,
+                                                                 independent.training_peak)
+    assert anytime.step_seconds is not None and independent.step_seconds is not None
+    assert anytime.step_seconds < independent.step_seconds
+    n = s.generation_batch
+    assert f"{passes} of {v.sequences // 8} anytime thinking passes at once" in text
+    assert f"({n // 8} anytime passes)" in text
