@@ -79,7 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="Seeds (comma list).")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"Arms (comma list of {', '.join(ARMS)}).")
     p.add_argument("--max-steps", type=int, default=None, help="GRPO steps per arm (default: the recipe's).")
-    p.add_argument("--equal-tokens", action="store_true", help="Rescale max_steps to equal completion tokens.")
+    p.add_argument("--equal-tokens", action="store_true",
+                   help="Rescale max_steps to equal generated tokens (er/generated_tokens).")
     p.add_argument("--probe-steps", type=int, default=3, help="Steps of the probe run for --equal-tokens.")
     p.add_argument("--train-problems", type=int, default=550, help="Fine-tuning and GRPO problems.")
     p.add_argument("--eval-problems", type=int, default=100, help="Held-out evaluation problems.")

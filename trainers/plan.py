@@ -427,6 +427,15 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
 
 
+def _at_once(v: VLLMPlan, s: PlanSettings) -> str:
+    """What the KV cache holds at once: sequences, or whole anytime passes."""
+    per = s.completions_per_pass
+    if per == 1:
+        return f"{v.sequences_at_once} of {v.sequences} {s.sequence_tokens}-token sequences at once"
+    return (f"{v.sequences_at_once // per} of {v.sequences // per} anytime thinking passes at once ({per} completions "
+            f"each, {s.pass_tokens} tokens with the shared prefix held once)")
+
+
 def format_resource_plan(plan: Plan, source: str = "", fixes: list[str] | None = None) -> str:
     """The plan as text (what ``er train --plan`` prints)."""
     s, shape, gpu, v = plan.settings, plan.shape, plan.gpu, plan.vllm
@@ -452,12 +461,7 @@ def format_resource_plan(plan: Plan, source: str = "", fixes: list[str] | None =
                 f"    {_gib(v.activations):>10}  profiling peak ({VLLM_BATCHED_TOKENS} batched tokens, sampler) + "
                 "overhead",
                 f"    {_gib(v.kv_cache):>10}  KV cache: {v.kv_tokens:,} tokens at {v.kv_per_token // 1024} KiB/token "
-                + (f"-> {v.sequences_at_once} of {v.sequences} {s.sequence_tokens}-token sequences at once "
-                   if s.completions_per_pass == 1 else
-                   f"-> {v.sequences_at_once // s.completions_per_pass} of {v.sequences // s.completions_per_pass} "
-                   f"anytime thinking passes at once ({s.completions_per_pass} completions each, "
-                   f"{s.pass_tokens} tokens with the shared prefix held once) ")
-                + f"({v.waves} wave{'s' if v.waves != 1 else ''})"]
+                f"-> {_at_once(v, s)} ({v.waves} wave{'s' if v.waves != 1 else ''})"]
     verdict = "FITS" if plan.fits else "DOES NOT FIT"
     cap = "host memory" if s.use_cpu else "the card"
     out.append(f"  peak:      generation {_gib(plan.generation_peak)}, training {_gib(plan.training_peak)} -> "
